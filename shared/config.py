@@ -1,0 +1,119 @@
+"""Configuration: every knob is an environment variable with a documented default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+MIB = 1024 * 1024
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(sorted({p.strip() for p in env.get(name, "").split(",") if p.strip()}))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Input limits of SPEC §6; each guards memory or time against hostile input."""
+
+    max_object_bytes: int = 512 * MIB
+    max_json_bytes: int = 64 * MIB
+    max_mask_pixels: int = 100_000_000
+    max_json_depth: int = 64
+    max_batch_jobs: int = 10_000
+    max_points_per_shape: int = 20_000
+    fetch_max_bytes: int = 256 * MIB
+    fetch_timeout_s: float = 30.0
+    header_max_bytes: int = 4 * MIB
+
+
+@dataclass(frozen=True)
+class Options:
+    """Choices about the COCO that is written (they change outputs, so reports record them)."""
+
+    rect_as_polygon: bool = False
+    raster_segmentation: str = "auto"  # auto | rle | polygon
+
+    def as_dict(self) -> dict[str, object]:
+        return {"rect_as_polygon": self.rect_as_polygon,
+                "raster_segmentation": self.raster_segmentation}
+
+
+@dataclass(frozen=True)
+class Config:
+    input_bucket: str = ""
+    output_bucket: str = ""
+    categories_seed: str = ""
+    max_event_age_s: int = 6 * 3600
+    fetch_allow_hosts: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    options: Options = field(default_factory=Options)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        d = Limits()
+        limits = Limits(
+            max_object_bytes=_int(env, "GTCOCO_MAX_OBJECT_BYTES", d.max_object_bytes),
+            max_json_bytes=_int(env, "GTCOCO_MAX_JSON_BYTES", d.max_json_bytes),
+            max_mask_pixels=_int(env, "GTCOCO_MAX_MASK_PIXELS", d.max_mask_pixels),
+            max_json_depth=_int(env, "GTCOCO_MAX_JSON_DEPTH", d.max_json_depth),
+            max_batch_jobs=_int(env, "GTCOCO_MAX_BATCH_JOBS", d.max_batch_jobs),
+            max_points_per_shape=_int(env, "GTCOCO_MAX_POINTS", d.max_points_per_shape),
+            fetch_max_bytes=_int(env, "GTCOCO_FETCH_MAX_BYTES", d.fetch_max_bytes),
+            fetch_timeout_s=_float(env, "GTCOCO_FETCH_TIMEOUT_S", d.fetch_timeout_s),
+        )
+        mode = env.get("GTCOCO_RASTER_SEGMENTATION", "auto").strip().lower() or "auto"
+        if mode not in {"auto", "rle", "polygon"}:
+            raise ValueError(f"GTCOCO_RASTER_SEGMENTATION must be auto, rle or polygon, got {mode!r}")
+        options = Options(
+            rect_as_polygon=_bool(env, "GTCOCO_RECT_AS_POLYGON", False),
+            raster_segmentation=mode,
+        )
+        return cls(
+            input_bucket=env.get("INPUT_BUCKET", "").strip(),
+            output_bucket=env.get("OUTPUT_BUCKET", "").strip(),
+            categories_seed=env.get("GTCOCO_CATEGORIES", "").strip(),
+            max_event_age_s=_int(env, "GTCOCO_MAX_EVENT_AGE_S", 6 * 3600),
+            fetch_allow_hosts=_list(env, "GTCOCO_FETCH_ALLOW_HOSTS"),
+            limits=limits,
+            options=options,
+        )

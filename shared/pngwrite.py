@@ -1,0 +1,91 @@
+"""PNG writers whose cost follows the painted rows, not the frame (PERFORMANCE.md).
+
+A per-colour mask is a full-size 1-bit PNG, but its rows outside the colour's box are all
+zero.  Deflate segments for runs of zero rows are compressed once per row width (for
+power-of-two run lengths) and stitched; only the box's rows are compressed per colour.  The
+zlib checksum is extended arithmetically over the zero runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+import zlib
+
+import numpy as np
+import numpy.typing as npt
+
+_MOD_ADLER = 65521
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+
+def _raw_segment(data: bytes, level: int = 6) -> bytes:
+    """Raw deflate blocks ending on a byte boundary (sync flush), never marked final."""
+    comp = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH)
+
+
+_FINAL_EMPTY_BLOCK = b"\x03\x00"  # a final, empty fixed-Huffman block
+
+
+@functools.lru_cache(maxsize=64)
+def _zero_rows_segment(row_bytes: int, rows: int) -> bytes:
+    return _raw_segment(b"\x00" * (row_bytes * rows), 9)
+
+
+def _zero_run(row_bytes: int, rows: int) -> bytes:
+    """Deflate segment for `rows` zero rows, stitched from cached power-of-two pieces."""
+    out = []
+    bit = 1
+    while rows:
+        if rows & bit:
+            out.append(_zero_rows_segment(row_bytes, bit))
+            rows -= bit
+        bit <<= 1
+    return b"".join(out)
+
+
+def _adler_zeros(adler: int, count: int) -> int:
+    """adler32 after `count` more zero bytes: A is unchanged, B grows by A per byte."""
+    a, b = adler & 0xFFFF, adler >> 16
+    b = (b + (count % _MOD_ADLER) * a) % _MOD_ADLER
+    return (b << 16) | a
+
+
+def encode_box_bitmask(box: npt.NDArray[np.bool_], x0: int, y0: int, width: int,
+                       height: int) -> bytes:
+    """A full-size 1-bit greyscale PNG (0/255 when decoded) that is `box` at (x0, y0)."""
+    h, w = box.shape
+    row_bytes = (width + 7) // 8 + 1  # filter byte + packed pixels
+    shift = x0 % 8
+    byte0 = x0 // 8
+    packed = np.packbits(box, axis=1) if shift == 0 else np.packbits(
+        np.pad(box, ((0, 0), (shift, 0))), axis=1)
+    rows = np.zeros((h, row_bytes), dtype=np.uint8)
+    rows[:, 1 + byte0: 1 + byte0 + packed.shape[1]] = packed[:, : row_bytes - 1 - byte0]
+    body = rows.tobytes()
+    adler = _adler_zeros(1, row_bytes * y0)
+    adler = zlib.adler32(body, adler)
+    adler = _adler_zeros(adler, row_bytes * (height - y0 - h))
+    stream = (b"\x78\x01" + _zero_run(row_bytes, y0) + _raw_segment(body, 1)
+              + _zero_run(row_bytes, height - y0 - h) + _FINAL_EMPTY_BLOCK
+              + struct.pack(">I", adler))
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
+
+
+def encode_gray(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16]) -> bytes:
+    """8- or 16-bit greyscale PNG, fast settings (the index masks are large and simple)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1,
+                                           cv2.IMWRITE_PNG_STRATEGY,
+                                           cv2.IMWRITE_PNG_STRATEGY_RLE])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return bytes(buf.tobytes())

@@ -1,0 +1,52 @@
+"""Assembles stores, the guarded fetcher, the registry and the converter from configuration."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from .config import Config
+from .errors import ConversionError
+from .fetch import Fetcher, FetchPolicy, Resolver, UrlReader, system_resolver
+from .pipeline import Converter, Pipeline
+from .registry import CategoryRegistry, parse_seed
+from .storage import GcsStore, ObjectStore, parse_gs_uri
+
+
+def fetch_policy(config: Config, **overrides: object) -> FetchPolicy:
+    base = FetchPolicy(max_bytes=config.limits.fetch_max_bytes,
+                       timeout_s=config.limits.fetch_timeout_s,
+                       allow_hosts=config.fetch_allow_hosts)
+    return FetchPolicy(**{**base.__dict__, **overrides})  # type: ignore[arg-type]
+
+
+@functools.cache
+def _bucket(name: str) -> ObjectStore:
+    return GcsStore(name)
+
+
+def load_seed(location: str, reader: UrlReader) -> list[str]:
+    """The categories file: `gs://` through the adapter, else a local path."""
+    if not location:
+        return []
+    if location.startswith("gs://"):
+        bucket, name = parse_gs_uri(location)
+        return parse_seed(_bucket(bucket).read(name))
+    path = Path(location)
+    if not path.is_file():
+        raise ConversionError("invalid_categories", f"categories file not found: {location}")
+    return parse_seed(path.read_bytes())
+
+
+def build_converter(config: Config, out: ObjectStore, *, local_root: Path | None = None,
+                    policy: FetchPolicy | None = None, resolver: Resolver = system_resolver,
+                    open_bucket: bool = True) -> Converter:
+    fetcher = Fetcher(policy or fetch_policy(config), resolver)
+    reader = UrlReader(fetcher, _bucket if open_bucket else None, local_root)
+    registry = CategoryRegistry(out, seed=load_seed(config.categories_seed, reader))
+    return Converter(config, reader, registry)
+
+
+def build_pipeline(config: Config, source: ObjectStore, out: ObjectStore,
+                   **kwargs: object) -> Pipeline:
+    return Pipeline(source, out, build_converter(config, out, **kwargs))  # type: ignore[arg-type]

@@ -1,0 +1,90 @@
+"""Golden files: every shape's conversion, byte for byte.  UPDATE_GOLDEN=1 rewrites them."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from shared.cli import main
+from tests.cocoutil import load_coco
+
+DATA = Path(__file__).parent.parent / "data" / "golden"
+INPUTS, EXPECTED = DATA / "inputs", DATA / "expected"
+# The report names the source folder, which differs per run.
+VOLATILE = {"source", "sources"}
+
+
+def _normalised(path: Path) -> bytes:
+    if path.name != "report.json":
+        return path.read_bytes()
+    doc = json.loads(path.read_text())
+    return json.dumps({k: v for k, v in doc.items() if k not in VOLATILE}, sort_keys=True,
+                      indent=1).encode()
+
+
+@pytest.fixture(scope="module")
+def produced(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("golden")
+    code = main(["convert", str(INPUTS), "--out", str(out), "-q"], out=io.StringIO())
+    assert code == 0
+    return out
+
+
+def _files(root: Path) -> dict[str, Path]:
+    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.startswith(".")}
+
+
+def test_outputs_match_golden_files(produced) -> None:
+    got = _files(produced)
+    if os.environ.get("UPDATE_GOLDEN"):
+        for rel, path in got.items():
+            target = EXPECTED / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(_normalised(path))
+    expected = _files(EXPECTED)
+    assert sorted(got) == sorted(expected)
+    for rel, path in got.items():
+        assert _normalised(path) == expected[rel].read_bytes(), rel
+
+
+def test_every_golden_coco_loads_in_pycocotools(produced) -> None:
+    cocos = sorted(produced.rglob("coco.json"))
+    assert len(cocos) >= 12
+    for path in cocos:
+        load_coco(path)
+
+
+def test_rerun_is_byte_identical(produced, tmp_path) -> None:
+    assert main(["convert", str(INPUTS), "--out", str(tmp_path), "-q"], out=io.StringIO()) == 0
+    for rel, path in _files(produced).items():
+        assert _normalised(path) == _normalised(tmp_path / rel), rel
+
+
+def test_golden_highlights(produced) -> None:
+    """Spot checks that say what the golden files are meant to show."""
+    rects = json.loads((produced / "job_build_rectangles" / "coco.json").read_text())
+    boxes = {a["gt_id"]: a["bbox"] for a in rects["annotations"]}
+    assert boxes["r-tl"] == [192.0, 216.0, 384.0, 216.0]
+    assert boxes["r-br"] == [768.0, 540.0, 384.0, 216.0]  # corner order did not matter
+    assert boxes["r-out"] == [1728.0, 864.0, 192.0, 216.0]  # clipped to the image
+    assert rects["images"][0]["reference_id"] == "cam1/000123"
+    assert all(a["segmentation"] == [] and a["area"] == a["bbox"][2] * a["bbox"][3]
+               for a in rects["annotations"])
+    faces = json.loads((produced / "export_envelope_landmarks" / "coco.json").read_text())
+    (cat,) = faces["categories"]
+    assert cat["keypoints"] == ["1", "2", "3", "4", "5"] and cat["skeleton"] == [[1, 3], [2, 3]]
+    first = faces["annotations"][0]
+    assert first["keypoints"][6:9] == [320.0, 320.0, 1] and first["num_keypoints"] == 3
+    extras = json.loads((produced / "gt_json_export_lines_cuboids" / "extras.json").read_text())
+    assert extras["lines"]["lane-1"]["points"] == [[128.0, 648.0], [256.0, 504.0], [384.0, 360.0]]
+    assert extras["cuboids"]["cub-1"]["bbox"] == [256.0, 108.0, 320.0, 252.0]
+    video = json.loads((produced / "video_build" / "coco.json").read_text())
+    assert [a["image_id"] for a in video["annotations"]] == [1, 2]
+    registry = json.loads((produced / "_registry" / "categories.json").read_text())
+    ids = [c["id"] for c in registry["categories"]]
+    assert ids == list(range(1, len(ids) + 1))

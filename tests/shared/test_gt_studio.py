@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.config import Limits
+from shared.errors import ConversionError
+from shared.gt_studio import is_bare_legend, parse_job, parse_shape, split_jobs
+
+GOLDEN = Path(__file__).parent.parent / "data" / "golden" / "inputs"
+RECT = {"_id": "r", "label": "car", "coordinates": [{"x": 0.1, "y": 0.1}, {"x": 0.2, "y": 0.3}]}
+
+
+def _jobs(doc):
+    return [parse_job(item, ptr, Limits()) for ptr, item in split_jobs(doc, Limits())]
+
+
+@pytest.mark.parametrize(
+    ("doc", "reference_id", "kinds"),
+    [
+        pytest.param({"image_url": "u", "maker_response": {"rectangles": {"data": [RECT]}}},
+                     None, ["rectangle"], id="job-build"),
+        pytest.param({"build": {"image_url": "u", "maker_response": {"rectangles": {"data": [RECT]}}},
+                      "meta": {"reference_id": "m-1"}}, "m-1", ["rectangle"], id="envelope"),
+        pytest.param({"image_url": "u", "reference_id": "s-1",
+                      "maker_response": {"rectangles": {"data": [RECT]}}}, "s-1", ["rectangle"],
+                     id="build-with-sibling-reference"),
+        pytest.param({"annotations": {"rectangles": [RECT], "polygons": []}, "image_url": "u"},
+                     None, ["rectangle"], id="gt-json-export"),
+        pytest.param({"data": {"annotations": {"rectangles": [RECT]}, "image_url": "u"},
+                      "reference_id": "api-1"}, "api-1", ["rectangle"], id="api-result"),
+        pytest.param({"export_data": [{"type": "JSON", "key": "data", "data": {
+            "annotations": {"rectangles": [RECT]}, "image_url": "u"}}]}, None, ["rectangle"],
+            id="submission-export-data"),
+        pytest.param({"annotations": [{"type": "rectangle", **RECT}]}, None, ["rectangle"],
+                     id="typed-list"),
+    ],
+)
+def test_every_documented_shape_is_recognised(doc, reference_id, kinds) -> None:
+    (job,) = _jobs(doc)
+    assert job.reference_id == reference_id
+    assert [s.kind for s in job.shapes] == kinds
+
+
+def test_flat_raster_and_segmentation_build_are_recognised() -> None:
+    flat = parse_job({"url": "gs://b/m.png", "legend": {"#000001": "car"}}, "", Limits())
+    assert flat.raster is not None and flat.raster.url == "gs://b/m.png"
+    build = parse_job({"image_url": "u", "maker_response": {"raster": {"data": {
+        "url": "m.png", "legend": {"#000001": "car"}, "instances": []}}}}, "", Limits())
+    assert build.raster is not None and build.raster.pointer == "/maker_response/raster/data"
+
+
+@pytest.mark.parametrize("value", [None, [], {}, {"data": None}, {"data": []}])
+def test_missing_null_or_empty_type_lists_are_fine(value) -> None:
+    job = parse_job({"image_url": "u", "maker_response": {"polygons": value}}, "", Limits())
+    assert job.shapes == ()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"a": {"value": "1", "state": "editable"}}, {"a": "1"}),
+        ({"a": "bare", "b": {"value": ["x", "y"]}}, {"a": "bare", "b": ["x", "y"]}),
+        ([{"name": "a", "value": True}], {"a": True}),
+        ([], {}),
+        (None, {}),
+    ],
+)
+def test_attribute_variants(raw, expected) -> None:
+    shape = parse_shape("rectangle", {**RECT, "attributes": raw}, "", Limits())
+    assert shape.attributes == expected
+
+
+def test_id_and_underscore_id_are_both_kept() -> None:
+    assert parse_shape("rectangle", {**RECT, "_id": "a"}, "", Limits()).gt_id == "a"
+    no_underscore = {k: v for k, v in RECT.items() if k != "_id"}
+    assert parse_shape("rectangle", {**no_underscore, "id": 7}, "", Limits()).gt_id == "7"
+
+
+def test_unknown_keys_are_ignored_and_unknown_types_kept_for_extras() -> None:
+    job = parse_job({"image_url": "u", "surprise": {"deep": [1, 2]}, "maker_response": {
+        "rectangles": {"data": [{**RECT, "new_field": 1}]},
+        "ellipses": {"data": [{"label": "e"}]}, "settings": {"x": 1}}}, "", Limits())
+    assert [s.kind for s in job.shapes] == ["rectangle"]
+    assert [u.type_name for u in job.unsupported] == ["ellipses"]
+    assert [n.reason for n in job.notes] == ["unsupported_type"]
+
+
+def test_bare_legend_detection() -> None:
+    assert is_bare_legend({"#00ff00": "car # 1", "rgb(1, 2, 3)": "road"})
+    assert is_bare_legend({"legend": {"#00ff00": "car"}, "instances": []})
+    assert not is_bare_legend({"image_url": "x", "maker_response": {}})
+    assert not is_bare_legend({"url": "m.png", "legend": {}})
+
+
+def test_golden_inputs_all_parse() -> None:
+    for path in sorted(GOLDEN.iterdir()):
+        if path.suffix == ".json":
+            assert _jobs(json.loads(path.read_text())), path
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(["x", "y", "data", "label", "points", "edges", "_id",
+                                       "coordinates", "attributes", "maker_response",
+                                       "rectangles", "polygons", "lines", "landmarks",
+                                       "cuboids", "annotations", "build", "meta", "raster",
+                                       "url", "legend", "width", "height", "p1", "e1"]),
+                      children, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(json_values)
+def test_parser_never_crashes_on_arbitrary_json(doc) -> None:
+    """Any JSON either parses or raises ConversionError with a pointer: never anything else."""
+    try:
+        for ptr, item in split_jobs(doc, Limits()):
+            parse_job(item, ptr, Limits())
+    except ConversionError as exc:
+        assert exc.code and isinstance(exc.pointer, str)

@@ -1,0 +1,134 @@
+"""Every malformed input gets an `_errors/` entry with a specific code and JSON pointer,
+and the rest of the run still converts."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.cli import main
+from tests.cocoutil import load_coco
+
+GOOD = {"image_url": "https://x.example/a.jpg", "width": 100, "height": 100,
+        "maker_response": {"rectangles": {"data": [
+            {"_id": "g", "label": "car", "coordinates": [{"x": 0.1, "y": 0.1},
+                                                         {"x": 0.5, "y": 0.5}]}]}}}
+
+
+def rect(coords):
+    return {"image_url": "https://x.example/a.jpg", "width": 100, "height": 100,
+            "maker_response": {"rectangles": {"data": [{"label": "car", "coordinates": coords}]}}}
+
+
+def deep(n):
+    return "[" * n + "]" * n
+
+
+R0 = "/maker_response/rectangles/data/0"
+CASES = [
+    # (name, file bytes, error key, code, pointer)
+    ("truncated.json", json.dumps(GOOD)[:60].encode(), "truncated", "invalid_json", ""),
+    ("not_utf8.json", b'{"image_url": "\xff\xfe"}', "not_utf8", "invalid_encoding", ""),
+    ("number.json", b"42", "number", "invalid_type", ""),
+    ("unknown.json", b'{"hello": "world"}', "unknown", "unknown_shape", ""),
+    ("deep.json", deep(500).encode(), "deep", "json_too_deep", ""),
+    ("very_deep.json", deep(100_000).encode(), "very_deep", "json_too_deep", ""),
+    ("maker_str.json", b'{"image_url": "u", "maker_response": "x"}', "maker_str",
+     "invalid_type", "/maker_response"),
+    ("rect_dict.json", json.dumps({"image_url": "u", "maker_response": {
+        "rectangles": {"data": {"a": 1}}}}).encode(), "rect_dict", "invalid_type",
+     "/maker_response/rectangles/data"),
+    ("ann_str.json", json.dumps({"image_url": "u", "maker_response": {
+        "polygons": {"data": ["p"]}}}).encode(), "ann_str", "invalid_type",
+     "/maker_response/polygons/data/0"),
+    ("no_label.json", json.dumps(rect([{"x": 0, "y": 0}]) | {}).replace('"label": "car", ', "")
+     .encode(), "no_label", "invalid_label", R0 + "/label"),
+    ("coord_str.json", json.dumps(rect([{"x": 0, "y": 0}, {"x": "1", "y": 0}])).encode(),
+     "coord_str", "invalid_coordinate", R0 + "/coordinates/1/x"),
+    ("coord_nan.json", json.dumps(rect([{"x": 0, "y": 0}, {"x": 0.5, "y": float("nan")}])).encode(),
+     "coord_nan", "invalid_coordinate", R0 + "/coordinates/1/y"),
+    ("coord_inf.json", b'{"width": 9, "height": 9, "image_url": "u", "maker_response": {'
+     b'"rectangles": {"data": [{"label": "c", "coordinates": [{"x": 1e999, "y": 0}]}]}}}',
+     "coord_inf", "invalid_coordinate", R0 + "/coordinates/0/x"),
+    ("coord_huge.json", json.dumps(rect([{"x": 1e308, "y": 0}])).encode(), "coord_huge",
+     "coordinate_out_of_range", R0 + "/coordinates/0/x"),
+    ("coord_null.json", json.dumps(rect([None])).encode(), "coord_null", "invalid_type",
+     R0 + "/coordinates/0"),
+    ("many_points.json", json.dumps({"image_url": "u", "width": 9, "height": 9,
+                                     "maker_response": {"polygons": {"data": [{
+                                         "label": "p", "points": {f"p{i}": {"x": 0.5, "y": 0.5}
+                                                                  for i in range(100_000)}}]}}}
+                                    ).encode(), "many_points", "too_many_points",
+     "/maker_response/polygons/data/0/points"),
+    ("bad_width.json", json.dumps(GOOD | {"width": -3}).encode(), "bad_width",
+     "invalid_dimension", "/width"),
+    ("no_size.json", json.dumps({k: v for k, v in GOOD.items() if k not in {"width", "height"}}
+                                | {"image_url": "http://10.0.0.1/x.jpg"}).encode(), "no_size",
+     "image_size_unavailable", "/image_url"),
+    ("landmark_label.json", json.dumps({"image_url": "u", "width": 9, "height": 9,
+                                        "maker_response": {"landmarks": {"data": [{
+                                            "label": "f", "points": {"p1": {
+                                                "x": 0, "y": 0, "label": "nose"}}}]}}}).encode(),
+     "landmark_label", "invalid_landmark", "/maker_response/landmarks/data/0/points/p1/label"),
+    ("raster_data.json", json.dumps({"image_url": "u", "maker_response": {
+        "raster": {"data": "x"}}}).encode(), "raster_data", "invalid_type",
+     "/maker_response/raster"),
+    ("empty_batch.json", b"[]", "empty_batch", "empty_batch", ""),
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[int, Path, str]:
+    src = tmp_path_factory.mktemp("src")
+    out = tmp_path_factory.mktemp("out")
+    for name, data, *_ in CASES:
+        (src / name).write_bytes(data)
+    (src / "good.json").write_text(json.dumps(GOOD))
+    (src / "mixed_batch.json").write_text(json.dumps([GOOD | {"reference_id": "ok"},
+                                                      rect([{"x": "?", "y": 0}]) |
+                                                      {"reference_id": "bad"}]))
+    (src / "lines.jsonl").write_text(json.dumps(GOOD) + "\n{not json\n")
+    stdout = io.StringIO()
+    code = main(["convert", str(src), "--out", str(out)], out=stdout, err=io.StringIO())
+    return code, out, stdout.getvalue()
+
+
+@pytest.mark.parametrize(("key", "code", "pointer"), [c[2:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_each_malformed_input_gets_a_specific_error(run, key, code, pointer) -> None:
+    _, out, _ = run
+    doc = json.loads((out / "_errors" / f"{key}.json").read_text())
+    assert doc["error"]["code"] == code
+    assert doc["error"]["pointer"] == pointer
+    assert doc["error"]["message"]
+    assert doc["source"]["name"] == f"{key}.json"
+    assert not (out / key / "report.json").exists()
+
+
+def test_the_rest_of_the_run_still_converts(run) -> None:
+    code, out, stdout = run
+    assert code == 1
+    load_coco(out / "good" / "coco.json")
+    assert json.loads((out / "good" / "report.json").read_text())["status"] == "converted"
+    summary = stdout.strip().splitlines()[-1]
+    assert summary.startswith("gtcoco: ") and f"{len(CASES) + 1} failed" in summary
+
+
+def test_a_bad_job_in_a_batch_fails_alone(run) -> None:
+    _, out, _ = run
+    load_coco(out / "mixed_batch" / "ok" / "coco.json")
+    err = json.loads((out / "_errors" / "mixed_batch" / "bad.json").read_text())
+    assert err["error"] == {"code": "invalid_coordinate", "message": "x must be a number",
+                            "pointer": "/1/maker_response/rectangles/data/0/coordinates/0/x"}
+    report = json.loads((out / "mixed_batch" / "report.json").read_text())
+    assert report["status"] == "partial"
+    assert [j["status"] for j in report["jobs"]] == ["converted", "failed"]
+
+
+def test_a_bad_jsonl_line_names_its_line(run) -> None:
+    _, out, _ = run
+    err = json.loads((out / "_errors" / "lines.json").read_text())["error"]
+    assert err["code"] == "invalid_json" and err["message"].startswith("line 2:")

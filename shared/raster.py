@@ -19,7 +19,6 @@ from pycocotools import mask as mask_utils
 from .coco import CocoBuilder
 from .config import Options
 from .errors import ConversionError, TooLargeError
-from .geometry import round_coord
 from .gt_studio import Note
 from .imagesize import size_from_header
 from .legend import LegendEntry
@@ -81,21 +80,9 @@ def decode_mask(data: bytes, max_pixels: int, pointer: str = "") -> Mask:
     return Mask(packed)
 
 
-def color_counts(mask: Mask) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
-    """Every colour present and its pixel count (transparent pixels excluded)."""
-    hist = np.zeros(UNLABELED + 1, dtype=np.int64)
-    flat = mask.packed.reshape(-1)
-    step = 1 << 22  # bounded temporaries: bincount widens its input to intp
-    for start in range(0, flat.size, step):
-        part = flat[start:start + step]
-        hist[: int(part.max()) + 1] += np.bincount(part)
-    colors = np.flatnonzero(hist[:UNLABELED]).astype(np.uint32)
-    return colors, hist[colors]
-
-
 @dataclass
 class Region:
-    index: int  # 1-based legend position
+    color: int  # 0xRRGGBB, or UNLABELED
     x0: int
     y0: int
     x1: int
@@ -103,38 +90,33 @@ class Region:
     pixels: int
 
 
-def label_image(mask: Mask, entries: Sequence[LegendEntry]) -> npt.NDArray[np.uint16]:
-    """Per pixel: 1 + legend position, 0 for transparent or colours not in the legend."""
-    lut = np.zeros(UNLABELED + 1, dtype=np.uint16)
-    for i, entry in enumerate(entries, start=1):
-        lut[entry.rgb] = i
-    return lut[mask.packed]
+def color_regions(packed: npt.NDArray[np.uint32]) -> dict[int, Region]:
+    """Box and pixel count of every colour, from horizontal runs.
 
-
-def find_regions(labels: npt.NDArray[np.uint16]) -> list[Region]:
-    """Box and pixel count of every label, from horizontal runs (one pass, no sorting of pixels)."""
-    height, width = labels.shape
+    Masks are piecewise constant, so runs are far fewer than pixels: one vectorised pass
+    finds them, and only the runs are sorted, never the pixels.
+    """
+    height, width = packed.shape
     starts = np.ones((height, width), dtype=bool)
-    np.not_equal(labels[:, 1:], labels[:, :-1], out=starts[:, 1:])
+    np.not_equal(packed[:, 1:], packed[:, :-1], out=starts[:, 1:])
     rows, cols = np.nonzero(starts)
-    values = labels[rows, cols]
+    del starts
+    values = packed[rows, cols]
     ends = np.empty_like(cols)
     ends[:-1] = cols[1:]
     ends[-1] = width
     ends[:-1][rows[1:] != rows[:-1]] = width
-    keep = values != 0
-    rows, cols, ends, values = rows[keep], cols[keep], ends[keep], values[keep]
-    if values.size == 0:
-        return []
-    order = np.argsort(values, kind="stable")
-    rows, cols, ends, values = rows[order], cols[order], ends[order], values[order]
-    bounds = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
-    last = np.r_[bounds[1:], values.size] - 1
+    colors, inverse = np.unique(values, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")  # stable: rows stay ascending in each group
+    rows, cols, ends, inverse = rows[order], cols[order], ends[order], inverse[order]
+    bounds = np.flatnonzero(np.r_[True, inverse[1:] != inverse[:-1]])
+    last = np.r_[bounds[1:], inverse.size] - 1
     x0 = np.minimum.reduceat(cols, bounds)
     x1 = np.maximum.reduceat(ends, bounds)
     pixels = np.add.reduceat(ends - cols, bounds)
-    return [Region(int(values[b]), int(x0[i]), int(rows[b]), int(x1[i]), int(rows[last[i]]) + 1,
-                   int(pixels[i])) for i, b in enumerate(bounds)]
+    return {int(colors[i]): Region(int(colors[i]), int(x0[i]), int(rows[b]), int(x1[i]),
+                                   int(rows[last[i]]) + 1, int(pixels[i]))
+            for i, b in enumerate(bounds)}
 
 
 def box_rle(box: npt.NDArray[np.bool_], x0: int, y0: int, width: int, height: int
@@ -177,14 +159,16 @@ def box_polygons(box: npt.NDArray[np.uint8]) -> tuple[list[list[float]], int, in
     return polygons, outers, holes
 
 
-def polygon_iou(polygons: list[list[float]], box: npt.NDArray[np.bool_]) -> float:
+def polygon_iou(polygons: list[list[float]], box: npt.NDArray[np.bool_]) -> tuple[float, int]:
+    """IoU of the polygons' pycocotools rasterisation with the pixels, and its area."""
     h, w = box.shape
     if not polygons:
-        return 0.0
+        return 0.0, 0
     rles = mask_utils.frPyObjects(polygons, h, w)
     drawn = mask_utils.decode(mask_utils.merge(rles)).astype(bool)
     union = np.logical_or(drawn, box).sum()
-    return float(np.logical_and(drawn, box).sum() / union) if union else 0.0
+    area = int(drawn.sum())
+    return (float(np.logical_and(drawn, box).sum() / union) if union else 0.0), area
 
 
 @dataclass
@@ -197,36 +181,37 @@ def add_regions(builder: CocoBuilder, mask: Mask, entries: Sequence[LegendEntry]
                 options: Options) -> RasterResult:
     """Add one annotation per legend colour present; return the mask files and legend."""
     width, height = mask.width, mask.height
-    labels = label_image(mask, entries)
-    regions = {r.index: r for r in find_regions(labels)}
-    colors, counts = color_counts(mask)
+    regions = color_regions(mask.packed)
+    # Index masks are painted region by region, inside each box: no full-frame lookup.
+    semantic_dtype = np.uint8 if max(builder.ids.values(), default=0) < 256 else np.uint16
+    semantic = np.zeros((height, width), dtype=semantic_dtype)
+    instances = np.zeros((height, width), dtype=np.uint16)
     legend_colors = {e.rgb for e in entries}
-    unknown = [{"color": f"#{int(c):06x}", "pixels": int(n)}
-               for c, n in zip(colors, counts, strict=True) if int(c) not in legend_colors]
-    transparent = int(np.count_nonzero(mask.packed == UNLABELED))
-    category_of = np.zeros(len(entries) + 1, dtype=np.uint16)
-    annotation_of = np.zeros(len(entries) + 1, dtype=np.uint16)
+    unknown = [{"color": f"#{c:06x}", "pixels": r.pixels} for c, r in sorted(regions.items())
+               if c not in legend_colors and c != UNLABELED]
+    transparent = regions[UNLABELED].pixels if UNLABELED in regions else 0
     files: dict[str, bytes] = {}
     legend_entries: list[dict[str, Any]] = []
     ious: list[float] = []
     kinds = {"polygon": 0, "rle": 0}
-    for index, entry in enumerate(entries, start=1):
+    for entry in entries:
         cid = builder.ids[entry.label]
-        region = regions.get(index)
+        region = regions.get(entry.rgb)
         row: dict[str, Any] = {"color": f"#{entry.hex}", "label": entry.label,
                                "instance": entry.instance, "category_id": cid,
                                "annotation_id": None, "pixels": 0, "mask": None}
         if region is None:
             legend_entries.append(row)
             continue
-        box = labels[region.y0:region.y1, region.x0:region.x1] == index
-        segmentation, iou = _segmentation(box, region, width, height, options)
+        window = (slice(region.y0, region.y1), slice(region.x0, region.x1))
+        box = mask.packed[window] == entry.rgb
+        segmentation, iou, area = _segmentation(box, region, width, height, options)
         if iou is not None:
             ious.append(iou)
         kinds["rle" if isinstance(segmentation, dict) else "polygon"] += 1
         fields: dict[str, Any] = {
             "bbox": [region.x0, region.y0, region.x1 - region.x0, region.y1 - region.y0],
-            "area": region.pixels, "segmentation": segmentation,
+            "area": area, "segmentation": segmentation,
             "attributes": {}, "gt_id": entry.gt_id, "color": f"#{entry.hex}",
         }
         if entry.instance is not None:
@@ -235,15 +220,15 @@ def add_regions(builder: CocoBuilder, mask: Mask, entries: Sequence[LegendEntry]
         if ann["id"] > 0xFFFF:
             raise TooLargeError("too_many_annotations",
                                 "instances.png holds at most 65535 annotation ids")
-        category_of[index], annotation_of[index] = cid, ann["id"]
+        semantic[window][box] = cid
+        instances[window][box] = ann["id"]
         name = f"masks/colors/{entry.hex}.png"
         files[name] = encode_box_bitmask(box, region.x0, region.y0, width, height)
         row.update(annotation_id=ann["id"], pixels=region.pixels, mask=f"colors/{entry.hex}.png")
         legend_entries.append(row)
     builder.counts["raster_regions"] += sum(kinds.values())
-    semantic_dtype = np.uint8 if int(category_of.max(initial=0)) < 256 else np.uint16
-    files["masks/semantic.png"] = encode_gray(category_of.astype(semantic_dtype)[labels])
-    files["masks/instances.png"] = encode_gray(annotation_of[labels])
+    files["masks/semantic.png"] = encode_gray(semantic)
+    files["masks/instances.png"] = encode_gray(instances)
     labeled = int(sum(r["pixels"] for r in legend_entries))
     legend = {"width": width, "height": height, "entries": legend_entries,
               "unlabeled_pixels": width * height - labeled, "unknown_colors": unknown}
@@ -255,7 +240,7 @@ def add_regions(builder: CocoBuilder, mask: Mask, entries: Sequence[LegendEntry]
                                   f"{len(unknown)} mask colour(s) not in the legend, "
                                   f"{sum(u['pixels'] for u in unknown)} pixels left unlabeled"))
     stats = {"regions": sum(kinds.values()), "polygons": kinds["polygon"], "rle": kinds["rle"],
-             "legend_colors": len(entries), "absent_colors": len(entries) - len(regions),
+             "legend_colors": len(entries), "absent_colors": sum(1 for e in entries if e.rgb not in regions),
              "unknown_colors": len(unknown), "transparent_pixels": transparent,
              "polygon_iou_min": round(min(ious), 4) if ious else None,
              "polygon_iou_mean": round(sum(ious) / len(ious), 4) if ious else None}
@@ -263,15 +248,20 @@ def add_regions(builder: CocoBuilder, mask: Mask, entries: Sequence[LegendEntry]
 
 
 def _segmentation(box: npt.NDArray[np.bool_], region: Region, width: int, height: int,
-                  options: Options) -> tuple[Any, float | None]:
-    """Polygons when faithful (IoU >= 0.95 with the pixels), else exact RLE."""
+                  options: Options) -> tuple[Any, float | None, int]:
+    """Polygons when faithful (IoU >= 0.95 with the pixels), else exact RLE.
+
+    `area` is what pycocotools computes for the segmentation (SPEC §4): the pixel count
+    for RLE, the rasterised polygon's for polygons.
+    """
     if options.raster_segmentation != "rle":
         polygons, outers, holes = box_polygons(box.view(np.uint8))
         simple = outers == 1 and holes == 0
         if polygons and (simple or options.raster_segmentation == "polygon"):
-            iou = polygon_iou(polygons, box)
+            iou, area = polygon_iou(polygons, box)
             if iou >= MIN_POLYGON_IOU:
-                shifted = [[round_coord(v + (region.x0 if i % 2 == 0 else region.y0))
-                            for i, v in enumerate(p)] for p in polygons]
-                return shifted, iou
-    return box_rle(box, region.x0, region.y0, width, height), None
+                offset = np.array([region.x0, region.y0], dtype=np.float64)
+                shifted = [np.round(np.asarray(p).reshape(-1, 2) + offset, 2).reshape(-1).tolist()
+                           for p in polygons]
+                return shifted, iou, area
+    return box_rle(box, region.x0, region.y0, width, height), None, region.pixels

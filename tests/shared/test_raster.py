@@ -1,0 +1,245 @@
+"""Raster segmentation: every output agrees with the pixels of the mask."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from shared.config import Config, Limits, Options
+from shared.errors import ConversionError
+from shared.fetch import Fetcher, FetchPolicy, UrlReader
+from shared.legend import parse_legend
+from shared.pipeline import Converter, SourceRef
+from shared.raster import UNLABELED, decode_mask
+from shared.registry import CategoryRegistry
+from shared.runtime import build_pipeline
+from shared.storage import MemoryStore
+from tests.cocoutil import decode, load_coco
+from tests.httpserver import CountingServer
+from tests.masks import encode_png, legend_for, paint, palette
+
+W, H = 320, 240
+COLORS = palette(40)
+ABSENT = 0xABCDEF  # in the legend, not in the mask
+
+
+def convert_pair(png: bytes, legend: dict, options: Options = Options(),
+                 limits: Limits = Limits()) -> tuple[MemoryStore, object]:
+    src, out = MemoryStore("in"), MemoryStore("out")
+    src.write("seg/a.png", png, "image/png", metadata={})
+    src.write("seg/a.json", json.dumps(legend).encode(), "application/json", metadata={})
+    pipeline = build_pipeline(Config(options=options, limits=limits), src, out, open_bucket=False)
+    outcome = pipeline.process(SourceRef("in", "seg/a.json"))
+    return out, outcome
+
+
+@pytest.fixture(scope="module")
+def rgba() -> np.ndarray:
+    return paint(W, H, COLORS, seed=3)
+
+
+@pytest.fixture(scope="module", params=["auto", "rle", "polygon"])
+def converted(request, rgba):
+    legend = legend_for(COLORS) | {f"#{ABSENT:06x}": "car # 999"}
+    out, outcome = convert_pair(encode_png(rgba), legend,
+                                Options(raster_segmentation=request.param))
+    assert outcome.status == "converted", outcome.reason
+    return request.param, out, json.loads(out.read("seg/a/coco.json"))
+
+
+def packed_of(rgba: np.ndarray) -> np.ndarray:
+    return decode_mask(encode_png(rgba), 10**9).packed
+
+
+def png(out: MemoryStore, name: str) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(out.read(name), np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def test_each_colour_png_is_exactly_mask_equals_colour(converted, rgba) -> None:
+    _, out, _ = converted
+    packed = packed_of(rgba)
+    legend = json.loads(out.read("seg/a/masks/legend.json"))
+    written = 0
+    for entry in legend["entries"]:
+        rgb = int(entry["color"][1:], 16)
+        if entry["pixels"] == 0:
+            assert entry["mask"] is None and not (packed == rgb).any()
+            continue
+        image = png(out, f"seg/a/masks/{entry['mask']}")
+        assert image.shape == (H, W) and set(np.unique(image)) <= {0, 255}
+        assert np.array_equal(image == 255, packed == rgb)
+        assert entry["pixels"] == int((packed == rgb).sum())
+        written += 1
+    assert written == len(out.list("seg/a/masks/colors/"))
+
+
+def test_index_masks_agree_with_coco(converted, rgba) -> None:
+    mode, out, doc = converted
+    coco = load_coco(doc)
+    semantic, instances = png(out, "seg/a/masks/semantic.png"), png(out, "seg/a/masks/instances.png")
+    assert instances.dtype == np.uint16 and semantic.shape == (H, W)
+    packed = packed_of(rgba)
+    for ann in doc["annotations"]:
+        pixels = instances == ann["id"]
+        assert np.array_equal(pixels, packed == int(ann["color"][1:], 16))
+        assert (semantic[pixels] == ann["category_id"]).all()
+        drawn = decode(coco, ann)
+        if isinstance(ann["segmentation"], dict):  # RLE: exact, holes included
+            assert np.array_equal(drawn, pixels)
+            assert ann["area"] == int(pixels.sum())
+        else:
+            iou = (drawn & pixels).sum() / (drawn | pixels).sum()
+            assert iou >= 0.95
+    assert ((semantic == 0) == (instances == 0)).all()
+    kinds = {type(a["segmentation"]).__name__ for a in doc["annotations"]}
+    assert kinds == ({"dict"} if mode == "rle" else {"dict", "list"})
+
+
+def test_holes_are_kept_in_rle(rgba) -> None:
+    out, _ = convert_pair(encode_png(rgba), legend_for(COLORS))
+    doc = json.loads(out.read("seg/a/coco.json"))
+    holed = [a for a in doc["annotations"] if isinstance(a["segmentation"], dict)
+             and a["area"] < a["bbox"][2] * a["bbox"][3] * 0.7]
+    assert holed, "the test mask has instances with holes"
+    coco = load_coco(doc)
+    instances = png(out, "seg/a/masks/instances.png")
+    for ann in holed:
+        assert np.array_equal(decode(coco, ann), instances == ann["id"])
+
+
+def test_report_and_legend_account_for_every_pixel(converted, rgba) -> None:
+    mode, out, doc = converted
+    report = json.loads(out.read("seg/a/report.json"))
+    stats = report["raster"]
+    assert stats["regions"] == len(doc["annotations"])
+    if mode != "rle":
+        assert 0.95 <= stats["polygon_iou_min"] <= stats["polygon_iou_mean"] <= 1
+    legend = json.loads(out.read("seg/a/masks/legend.json"))
+    colors = [e["color"] for e in legend["entries"]]
+    assert len(colors) == len(set(colors)) == len(COLORS) + 1
+    assert f"#{ABSENT:06x}" in colors
+    packed = packed_of(rgba)
+    assert legend["unknown_colors"] == [
+        {"color": "#000000", "pixels": int((packed == 0).sum())},
+        {"color": "#123456", "pixels": int((packed == 0x123456).sum())},
+    ]
+    labeled = sum(e["pixels"] for e in legend["entries"])
+    assert legend["unlabeled_pixels"] == W * H - labeled
+    assert stats["transparent_pixels"] == int((packed == UNLABELED).sum()) > 0
+
+
+@pytest.mark.parametrize(("legend", "expected"), [
+    ({"#00FF00": "car # 3"}, [("car", 3)]),
+    ({"00ff00": "Car #5"}, [("Car", 5)]),
+    ({"rgb(0, 255, 0)": "road"}, [("road", None)]),
+    ({"#00ff00": {"value": "car # 1"}, "#0000ff": {"text": "road"}},
+     [("road", None), ("car", 1)]),
+    ({"#00ff00": "car", "#0000ff": "car # 2"}, [("car", 2), ("car", None)]),
+])
+def test_legend_variations(legend, expected) -> None:
+    entries, notes = parse_legend(legend, None, "")
+    assert [(e.label, e.instance) for e in entries] == expected
+    assert notes == []
+
+
+def test_malformed_legend_keys_are_reported_and_instances_preferred() -> None:
+    entries, notes = parse_legend({"#00ff001": "car", "#0000ff": "car #1", "#ff0000": None},
+                                  [{"color": "#0000ff", "value": "truck #7", "_id": "i7"}], "/r")
+    assert [(e.label, e.instance, e.gt_id) for e in entries] == [("truck", 7, "i7")]
+    assert sorted(n.reason for n in notes) == ["malformed_color", "malformed_label"]
+    assert notes[0].pointer.startswith("/r/legend/")
+
+
+def _png_bytes(array: np.ndarray, mode: str) -> bytes:
+    buffer = io.BytesIO()
+    image = Image.fromarray(array)
+    if mode == "P":
+        image = image.convert("RGB").quantize(colors=4)
+    elif mode != image.mode:
+        image = image.convert(mode)
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "L", "P"])
+def test_mask_modes_decode_to_the_same_colours(mode) -> None:
+    grey = np.zeros((8, 8, 3), np.uint8)
+    grey[:4] = 200
+    grey[4:, :4] = 100
+    packed = decode_mask(_png_bytes(grey, mode), 10**6).packed
+    assert set(np.unique(packed).tolist()) == {0, 0x646464, 0xC8C8C8}
+    assert (packed[:4] == 0xC8C8C8).all()
+
+
+def test_alpha_zero_is_unlabeled() -> None:
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 1] = 255  # green everywhere
+    rgba[:2, ..., 3] = 255  # but only the top half is opaque
+    out, outcome = convert_pair(_png_bytes(rgba, "RGBA"), {"#00ff00": "grass"})
+    legend = json.loads(out.read("seg/a/masks/legend.json"))
+    assert legend["entries"][0]["pixels"] == 8 and legend["unlabeled_pixels"] == 8
+
+
+def test_mask_size_differing_from_the_image_is_reported() -> None:
+    rgba = np.zeros((10, 20, 4), np.uint8)
+    rgba[:, 10:] = (0, 255, 0, 255)
+    out, outcome = convert_pair(_png_bytes(rgba, "RGBA"),
+                                {"legend": {"#00ff00": "grass"}, "width": 40, "height": 20})
+    report = json.loads(out.read("seg/a/report.json"))
+    assert "mask_size_differs" in [n["reason"] for n in report["notes"]]
+    assert report["image"] == {"width": 40, "height": 20, "size_source": "explicit"}
+    assert png(out, "seg/a/masks/instances.png").shape == (20, 40)
+
+
+def test_raster_pair_converts_once_whichever_half_arrives_last() -> None:
+    src, out = MemoryStore("in"), MemoryStore("out")
+    pipeline = build_pipeline(Config(), src, out, open_bucket=False)
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[...] = (0, 255, 0, 255)
+    src.write("p/m.png", _png_bytes(rgba, "RGBA"), "image/png", metadata={})
+    first = pipeline.process(SourceRef("in", "p/m.png", 1))
+    assert first.status == "waiting" and not out.list("p/")
+    gen = src.write("p/m.json", b'{"#00ff00": "grass"}', "application/json", metadata={})
+    second = pipeline.process(SourceRef("in", "p/m.json", gen))
+    assert second.status == "converted"
+    again = pipeline.process(SourceRef("in", "p/m.png", src.stat("p/m.png").generation))
+    assert again.status == "duplicate"
+
+
+ERRORS = [
+    ({"image_url": "u", "maker_response": {"raster": {"data": {"url": "m.png"}}}},
+     "missing_legend", "/maker_response/raster/data/legend"),
+    ({"url": "m.png", "legend": ["#00ff00"]}, "invalid_legend", "/legend"),
+    ({"url": "{base}/not-png", "legend": {"#00ff00": "car"}}, "invalid_mask", ""),
+    ({"url": "{base}/huge.png", "legend": {"#00ff00": "car"}}, "mask_too_large", ""),
+    ({"url": "{base}/missing.png", "legend": {"#00ff00": "car"}}, "url_unreachable", "/url"),
+    ({"url": "http://169.254.169.254/m.png", "legend": {"#00ff00": "car"}}, "url_refused",
+     "/url"),
+]
+
+
+@pytest.mark.parametrize(("doc", "code", "pointer"), ERRORS, ids=[e[1] for e in ERRORS])
+def test_segmentation_errors(doc, code, pointer) -> None:
+    huge = _png_bytes(np.zeros((300, 400, 3), np.uint8), "RGB")
+    routes = {"/not-png": (200, {}, b"GIF89a...."), "/huge.png": (200, {}, huge)}
+    with CountingServer(routes=routes) as server:
+        policy = FetchPolicy(schemes=frozenset({"http", "https"}),
+                             trusted_networks=(ipaddress.ip_network("127.0.0.1/32"),))
+        limits = replace(Limits(), max_mask_pixels=100_000)
+        converter = Converter(Config(limits=limits), UrlReader(Fetcher(policy)),
+                              CategoryRegistry(MemoryStore()))
+        text = json.dumps(doc).replace("{base}", server.url("").rstrip("/"))
+        (parsed,) = converter.parse(json.loads(text))
+        with pytest.raises(ConversionError) as info:
+            if parsed.error:
+                raise parsed.error
+            converter.convert(parsed.job, "k")
+    assert info.value.code == code
+    assert info.value.pointer == pointer

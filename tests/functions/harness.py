@@ -1,0 +1,179 @@
+"""Real parts for integration tests: fake-gcs-server, functions-framework processes, a
+fault-injecting proxy, and CloudEvents posted the way Eventarc delivers them."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+FINALIZED = "google.cloud.storage.object.v1.finalized"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"port {port} did not open")
+
+
+def function_env(emulator: str, input_bucket: str, output_bucket: str, **extra: str
+                 ) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "GCLOUD"))}
+    env.update({"STORAGE_EMULATOR_HOST": emulator, "NO_GCE_CHECK": "true",
+                "GOOGLE_CLOUD_PROJECT": "test-project", "INPUT_BUCKET": input_bucket,
+                "OUTPUT_BUCKET": output_bucket, "PYTHONUNBUFFERED": "1", **extra})
+    return env
+
+
+@contextmanager
+def function_server(target: str, signature: str, env: dict[str, str],
+                    source: Path = ROOT / "functions" / "main.py",
+                    python: str = sys.executable, log: Path | None = None) -> Iterator[str]:
+    port = free_port()
+    out = log.open("wb") if log else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [python, "-m", "functions_framework", "--source", str(source), "--target", target,
+         "--signature-type", signature, "--host", "127.0.0.1", "--port", str(port)],
+        env=env, cwd=source.parent, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if log:
+            out.close()  # type: ignore[union-attr]
+
+
+def object_data(bucket: str, name: str, generation: int, size: int,
+                metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    """The `data` of a finalized event; numbers arrive as strings, as in production."""
+    data: dict[str, Any] = {
+        "kind": "storage#object", "bucket": bucket, "name": name,
+        "generation": str(generation), "metageneration": "1", "size": str(size),
+        "contentType": "application/json",
+        "timeCreated": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "id": f"{bucket}/{name}/{generation}", "selfLink": "", "storageClass": "STANDARD",
+    }
+    if metadata:
+        data["metadata"] = metadata
+    return data
+
+
+def post_event(url: str, data: dict[str, Any], mode: str = "binary",
+               event_time: str | None = None, event_id: str | None = None) -> requests.Response:
+    attrs = {"id": event_id or uuid.uuid4().hex, "specversion": "1.0", "type": FINALIZED,
+             "source": f"//storage.googleapis.com/projects/_/buckets/{data['bucket']}",
+             "subject": f"objects/{data['name']}",
+             "time": event_time or datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+    if mode == "binary":
+        headers = {f"ce-{k}": v for k, v in attrs.items()}
+        headers["Content-Type"] = "application/json"
+        return requests.post(url, data=json.dumps(data), headers=headers, timeout=120)
+    body = {**attrs, "datacontenttype": "application/json", "data": data}
+    return requests.post(url, data=json.dumps(body), timeout=120,
+                         headers={"Content-Type": "application/cloudevents+json"})
+
+
+class FaultProxy:
+    """Forwards to the emulator; answers 503 to the next N uploads whose name matches."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.removeprefix("http://")
+        self.match, self.remaining, self.injected = "", 0, 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if outer._should_fail(self.command, self.path, body):
+                    payload = b'{"error": {"code": 503, "message": "injected"}}'
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in {"host", "content-length", "connection"}}
+                for attempt in range(5):  # the emulator drops a connection under load
+                    conn = http.client.HTTPConnection(outer.upstream, timeout=60)
+                    try:
+                        conn.request(self.command, self.path, body=body, headers=headers)
+                        response = conn.getresponse()
+                        payload = response.read()
+                        break
+                    except (http.client.RemoteDisconnected, ConnectionResetError):
+                        conn.close()
+                        if attempt == 4:
+                            raise
+                        time.sleep(0.05 * (attempt + 1))
+                self.send_response(response.status)
+                for k, v in response.getheaders():
+                    if k.lower() not in {"transfer-encoding", "content-length", "connection"}:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def fail_uploads(self, match: str, count: int = 1) -> None:
+        with self.lock:
+            self.match, self.remaining = match, count
+
+    def _should_fail(self, method: str, path: str, body: bytes) -> bool:
+        with self.lock:
+            if (self.remaining and method == "POST" and path.startswith("/upload/")
+                    and (self.match.encode() in body or self.match in path)):
+                self.remaining -= 1
+                self.injected += 1
+                return True
+        return False
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

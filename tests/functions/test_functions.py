@@ -1,0 +1,187 @@
+"""End to end: fake-gcs-server + real functions-framework processes + real CloudEvents."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from tests.cocoutil import load_coco
+from tests.functions.conftest import IN, OUT, generations, job, outputs, upload
+from tests.functions.harness import (
+    ROOT,
+    function_env,
+    post_event,
+)
+from tests.masks import encode_png
+
+pytestmark = pytest.mark.xdist_group("functions")
+
+
+@pytest.mark.parametrize("mode", ["binary", "structured"])
+def test_vector_job_converts_in_both_event_modes(gcs, trigger, mode) -> None:
+    _, client = gcs
+    data = upload(client, f"{mode}/job.json", json.dumps(job()).encode())
+    response = post_event(trigger[0], data, mode)
+    assert response.status_code == 200, response.text
+    got = outputs(client, f"{mode}/job/")
+    assert sorted(got) == [f"{mode}/job/coco.json", f"{mode}/job/report.json"]
+    coco = load_coco(got[f"{mode}/job/coco.json"])
+    assert len(coco.dataset["annotations"]) == 2
+    report = json.loads(got[f"{mode}/job/report.json"])
+    assert report["source"] == {"bucket": IN, "name": f"{mode}/job.json",
+                                "generation": data["generation"]}
+    assert report["outputs"] == [f"{mode}/job/coco.json"]
+
+
+def test_segmentation_job_reads_its_mask_through_the_adapter(gcs, trigger) -> None:
+    _, client = gcs
+    rgba = np.zeros((60, 80, 4), np.uint8)
+    rgba[10:30, 10:40] = (0, 0, 255, 255)  # BGRA: red
+    rgba[40:, :] = (0, 255, 0, 255)
+    upload(client, "seg/mask.png", encode_png(rgba), "image/png")
+    seg = {"image_url": "https://cdn.example.com/s.jpg", "maker_response": {"raster": {"data": {
+        "url": f"gs://{IN}/seg/mask.png", "legend": {"#ff0000": "car # 1", "#00ff00": "grass"}}}}}
+    response = post_event(trigger[0], upload(client, "seg/job.json", json.dumps(seg).encode()))
+    assert response.status_code == 200
+    got = outputs(client, "seg/job/")
+    assert {"seg/job/masks/legend.json", "seg/job/masks/semantic.png",
+            "seg/job/masks/instances.png", "seg/job/masks/colors/ff0000.png",
+            "seg/job/masks/colors/00ff00.png"} <= set(got)
+    coco = load_coco(got["seg/job/coco.json"])
+    assert sorted(a["area"] for a in coco.dataset["annotations"]) == [600, 1600]
+
+
+def test_batch_and_poison_inputs(gcs, trigger) -> None:
+    _, client = gcs
+    lines = "\n".join(json.dumps(job(label=f"b{i}") | {"reference_id": f"j{i}"})
+                      for i in range(3))
+    assert post_event(trigger[0], upload(client, "batch/all.jsonl", lines.encode())
+                      ).status_code == 200
+    for i in range(3):
+        load_coco(outputs(client, f"batch/all/j{i}/")[f"batch/all/j{i}/coco.json"])
+    response = post_event(trigger[0], upload(client, "bad/broken.json", b'{"image_url": '))
+    assert response.status_code == 200  # poison input is never retried
+    error = json.loads(outputs(client, "_errors/bad/")["_errors/bad/broken.json"])
+    assert error["error"]["code"] == "invalid_json"
+    assert outputs(client, "bad/") == {}
+    log_lines = [json.loads(line) for line in trigger[1].read_text().splitlines()
+                 if line.startswith("{")]
+    failed = [e for e in log_lines if e.get("object") == "bad/broken.json"]
+    assert len(failed) == 1 and failed[0]["severity"] == "ERROR"
+    assert {"event_id", "bucket", "generation", "outcome", "duration_ms"} <= set(failed[0])
+
+
+def test_storage_fault_gives_500_and_a_clean_retry_completes_identically(gcs, trigger,
+                                                                         proxy) -> None:
+    _, client = gcs
+    body = json.dumps(job(label="fault")).encode()
+    reference = upload(client, "fault/clean.json", body)
+    assert post_event(trigger[0], reference).status_code == 200
+    data = upload(client, "fault/job.json", body)
+    proxy.fail_uploads("fault/job/coco.json", count=1000)  # outlasts the library's retries
+    first = post_event(trigger[0], data)
+    proxy.fail_uploads("", count=0)
+    assert first.status_code == 500 and proxy.injected >= 1
+    assert "fault/job/report.json" not in outputs(client, "fault/job/")  # nothing looks done
+    assert post_event(trigger[0], data).status_code == 200
+    got, clean = outputs(client, "fault/job/"), outputs(client, "fault/clean/")
+    assert got["fault/job/coco.json"] == clean["fault/clean/coco.json"]
+    assert sorted(json.loads(got["fault/job/report.json"])["outputs"]) == ["fault/job/coco.json"]
+
+
+def test_repeated_delivery_gives_one_set_of_outputs(gcs, trigger) -> None:
+    _, client = gcs
+    data = upload(client, "dup/job.json", json.dumps(job()).encode())
+    event_id = uuid.uuid4().hex
+    assert post_event(trigger[0], data, event_id=event_id).status_code == 200
+    before = generations(client, "dup/")
+    for _ in range(4):
+        assert post_event(trigger[0], data, event_id=event_id).status_code == 200
+    assert generations(client, "dup/") == before  # nothing rewritten
+    data = upload(client, "dup/concurrent.json", json.dumps(job()).encode())
+    with ThreadPoolExecutor(5) as pool:
+        codes = list(pool.map(lambda _: post_event(trigger[0], data).status_code, range(5)))
+    assert codes == [200] * 5
+    got = outputs(client, "dup/concurrent/")
+    assert sorted(got) == ["dup/concurrent/coco.json", "dup/concurrent/report.json"]
+    assert got["dup/concurrent/coco.json"] == outputs(client, "dup/job/")["dup/job/coco.json"]
+
+
+def test_own_outputs_and_stale_events_do_nothing(gcs, trigger) -> None:
+    _, client = gcs
+    body = json.dumps(job()).encode()
+    own = upload(client, "loop/job.json", body) | {"metadata": {"gtcoco-output": "1"}}
+    errors_name = upload(client, "_errors/loop/x.json", body)
+    stale = upload(client, "loop/stale.json", body)
+    for data, when in ((own, None), (errors_name, None), (stale, "2020-01-01T00:00:00Z")):
+        assert post_event(trigger[0], data, event_time=when).status_code == 200
+    assert outputs(client, "loop/") == {}
+    assert outputs(client, "_errors/loop/") == {}
+
+
+def test_equal_buckets_refuse_to_start(gcs) -> None:
+    env = function_env(gcs[0], IN, IN)
+    result = subprocess.run(
+        [sys.executable, "-m", "functions_framework", "--source",
+         str(ROOT / "functions" / "main.py"), "--target", "on_upload", "--signature-type",
+         "cloudevent", "--port", "0"], env=env, capture_output=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert b"INPUT_BUCKET and OUTPUT_BUCKET are both" in result.stderr + result.stdout
+
+
+def test_process_runs_the_trigger_for_input_objects_only(gcs, api) -> None:
+    _, client = gcs
+    upload(client, "http/job.json", json.dumps(job()).encode())
+    response = requests.post(f"{api}/process", json={"bucket": IN, "name": "http/job.json"},
+                             timeout=60)
+    assert response.status_code == 200
+    assert response.json()["status"] == "converted"
+    load_coco(outputs(client, "http/job/")["http/job/coco.json"])
+    again = requests.post(f"{api}/process", json={"bucket": IN, "name": "http/job.json"},
+                          timeout=60)
+    assert again.json()["status"] == "duplicate"
+    other = requests.post(f"{api}/process", json={"bucket": OUT, "name": "x.json"}, timeout=60)
+    assert other.status_code == 403
+    assert other.json()["error"]["code"] == "bucket_not_allowed"
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "code"), [
+    (b'{"image_url": ', "application/json", 400, "invalid_json"),
+    (b"x" * (2 << 20), "application/json", 413, "body_too_large"),
+    (b"<html></html>", "text/html", 415, "unsupported_media_type"),
+    (b'{"hello": 1}', "application/json", 422, "unknown_shape"),
+    (json.dumps(job(size=False) | {"image_url": "http://169.254.169.254/x.jpg"}).encode(),
+     "application/json", 422, "image_size_unavailable"),
+])
+def test_convert_errors_are_json(api, body, content_type, status, code) -> None:
+    response = requests.post(f"{api}/convert", data=body, timeout=60,
+                             headers={"Content-Type": content_type})
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"] and "pointer" in error
+
+
+def test_convert_returns_coco(api) -> None:
+    response = requests.post(f"{api}/convert", json=job(), timeout=60)
+    assert response.status_code == 200
+    load_coco(response.json())
+    assert requests.get(f"{api}/convert", timeout=60).status_code == 405
+    assert requests.post(f"{api}/nope", json={}, timeout=60).status_code == 404
+
+
+def test_cli_reads_and_writes_gs(gcs, tmp_path: Path) -> None:
+    _, client = gcs
+    upload(client, "cli/a.json", json.dumps(job()).encode())
+    result = subprocess.run([sys.executable, "-m", "shared.cli", "convert", f"gs://{IN}/cli/",
+                             "--out", f"gs://{OUT}/from-cli"], capture_output=True, text=True,
+                            timeout=120, check=False, env=function_env(gcs[0], IN, OUT))
+    assert result.returncode == 0, result.stderr
+    load_coco(outputs(client, "from-cli/cli/a/")["from-cli/cli/a/coco.json"])

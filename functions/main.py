@@ -28,7 +28,9 @@ def on_upload(event: CloudEvent) -> None:
 @functions_framework.http
 def api(request: flask.Request) -> flask.Response:
     """`POST /convert` (export in, COCO out) and `POST /process` (re-run the trigger)."""
-    status, body = SERVICE.handle_http(request.method, request.path, request.content_type,
-                                       request.get_data(cache=False))
-    return flask.Response(json.dumps(body, sort_keys=True), status=status,
-                          mimetype="application/json")
+    status, body = SERVICE.handle_http(
+        request.method, request.path, request.content_type, request.get_data(cache=False)
+    )
+    return flask.Response(
+        json.dumps(body, sort_keys=True), status=status, mimetype="application/json"
+    )

@@ -27,15 +27,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gtcoco {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     convert = sub.add_parser("convert", help="convert exports to the layout of SPEC §3")
-    convert.add_argument("sources", nargs="+", metavar="SRC",
-                         help="export files, folders (recursive) or gs://bucket/prefix")
+    convert.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SRC",
+        help="export files, folders (recursive) or gs://bucket/prefix",
+    )
     convert.add_argument("--out", required=True, metavar="DST", help="folder or gs://bucket/prefix")
-    convert.add_argument("--categories", metavar="FILE",
-                         help="the project's class list (seeds category ids)")
-    convert.add_argument("--rect-as-polygon", action="store_true", default=None,
-                         help="emit rectangles as 4-corner polygons too")
-    convert.add_argument("--raster-segmentation", choices=["auto", "rle", "polygon"],
-                         help="segmentation of raster regions (default auto)")
+    convert.add_argument(
+        "--categories", metavar="FILE", help="the project's class list (seeds category ids)"
+    )
+    convert.add_argument(
+        "--rect-as-polygon",
+        action="store_true",
+        default=None,
+        help="emit rectangles as 4-corner polygons too",
+    )
+    convert.add_argument(
+        "--raster-segmentation",
+        choices=["auto", "rle", "polygon"],
+        help="segmentation of raster regions (default auto)",
+    )
     convert.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
     return parser
 
@@ -64,8 +76,11 @@ def _sources(locations: Sequence[str]) -> list[tuple[ObjectStore, str, Path | No
 def _pair_duplicates(found: list[tuple[ObjectStore, str, Path | None]]) -> set[int]:
     """Positions of masks whose legend is in the same run: the pair is converted once."""
     names = {(id(store), name) for store, name, _ in found}
-    return {i for i, (store, name, _) in enumerate(found)
-            if name.lower().endswith(".png") and (id(store), key_for(name) + ".json") in names}
+    return {
+        i
+        for i, (store, name, _) in enumerate(found)
+        if name.lower().endswith(".png") and (id(store), key_for(name) + ".json") in names
+    }
 
 
 class Progress:
@@ -76,8 +91,9 @@ class Progress:
         if self.enabled:
             width = 30
             filled = width * done // self.total
-            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                              f"{name[-40:]:<40}")
+            self.stream.write(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {name[-40:]:<40}"
+            )
             self.stream.flush()
 
     def close(self) -> None:
@@ -88,12 +104,14 @@ class Progress:
 def convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = Config.from_env()
     options = Options(
-        rect_as_polygon=config.options.rect_as_polygon if args.rect_as_polygon is None
+        rect_as_polygon=config.options.rect_as_polygon
+        if args.rect_as_polygon is None
         else args.rect_as_polygon,
         raster_segmentation=args.raster_segmentation or config.options.raster_segmentation,
     )
-    config = dataclasses.replace(config, options=options,
-                                 categories_seed=args.categories or config.categories_seed)
+    config = dataclasses.replace(
+        config, options=options, categories_seed=args.categories or config.categories_seed
+    )
     try:
         found = _sources(args.sources)
     except FileNotFoundError as exc:
@@ -114,8 +132,13 @@ def convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             pipelines[id(store)] = build_pipeline(config, store, destination, local_root=root)
         info = store.stat(name)
         generation = info.generation if root is None and info else None
-        ref = SourceRef(store.bucket, name, generation, info.size if info else None,
-                        info.metadata if info else {})
+        ref = SourceRef(
+            store.bucket,
+            name,
+            generation,
+            info.size if info else None,
+            info.metadata if info else {},
+        )
         try:
             outcome = pipelines[id(store)].process(ref)
         except TransientError as exc:
@@ -127,8 +150,7 @@ def convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     progress.close()
     seconds = time.monotonic() - started
     summary = ", ".join(f"{n} {s}" for s, n in sorted(tally.items())) or "nothing to convert"
-    out.write(f"gtcoco: {summary}; {written} objects written to {args.out} "
-              f"in {seconds:.1f}s\n")
+    out.write(f"gtcoco: {summary}; {written} objects written to {args.out} in {seconds:.1f}s\n")
     return EXIT_FAILED if tally["failed"] or tally["partial"] else EXIT_OK
 
 
@@ -139,9 +161,12 @@ def _print_outcome(outcome: Outcome, name: str, out: TextIO, progress: Progress)
     if outcome.status in {"converted", "partial"} and outcome.report:
         counts = outcome.report.get("counts") or {}
         jobs = outcome.report.get("jobs")
-        line += (f" -> {len(jobs)} jobs" if jobs else
-                 f" -> {posixpath.join(outcome.key, 'coco.json')} "
-                 f"({counts.get('annotations', 0)} annotations)")
+        line += (
+            f" -> {len(jobs)} jobs"
+            if jobs
+            else f" -> {posixpath.join(outcome.key, 'coco.json')} "
+            f"({counts.get('annotations', 0)} annotations)"
+        )
     for error in outcome.errors:
         e = error["error"]
         line += f"\n          {error['key']}: {e['code']}: {e['message']}"
@@ -152,8 +177,9 @@ def _print_outcome(outcome: Outcome, name: str, out: TextIO, progress: Progress)
     out.write(line + "\n")
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
-         err: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     parser = _parser()
     try:

@@ -50,12 +50,18 @@ def file_name_for(job: Job, fallback: str) -> str:
 
 def info_block() -> dict[str, Any]:
     # No date fields: outputs must be byte-identical across runs (SPEC §3).
-    return {"description": "Converted from a GT Studio export by gtcoco",
-            "version": __version__, "contributor": "", "url": "", "year": ""}
+    return {
+        "description": "Converted from a GT Studio export by gtcoco",
+        "version": __version__,
+        "contributor": "",
+        "url": "",
+        "year": "",
+    }
 
 
-def category_entries(used: Mapping[str, int], keypoints: Mapping[str, tuple[list[str],
-                     list[list[int]]]]) -> list[dict[str, Any]]:
+def category_entries(
+    used: Mapping[str, int], keypoints: Mapping[str, tuple[list[str], list[list[int]]]]
+) -> list[dict[str, Any]]:
     out = []
     for label, cid in sorted(used.items(), key=lambda kv: kv[1]):
         entry: dict[str, Any] = {"id": cid, "name": label, "supercategory": ""}
@@ -84,8 +90,9 @@ def polygon_area(flat: Sequence[float], width: int, height: int) -> float:
 class CocoBuilder:
     """Accumulates annotations for one job; ids are assigned in input order (deterministic)."""
 
-    def __init__(self, job: Job, size: ImageSize, category_ids: Mapping[str, int],
-                 options: Options, key: str) -> None:
+    def __init__(
+        self, job: Job, size: ImageSize, category_ids: Mapping[str, int], options: Options, key: str
+    ) -> None:
         self.job, self.size, self.ids, self.options = job, size, category_ids, options
         self.annotations: list[dict[str, Any]] = []
         self.used: dict[str, int] = {}
@@ -96,14 +103,24 @@ class CocoBuilder:
         self.images = self._images(key)
 
     def _images(self, key: str) -> list[dict[str, Any]]:
-        base = {"width": self.size.width, "height": self.size.height,
-                "reference_id": self.job.reference_id,
-                "image_url": self.job.image_url_original or self.job.image_url}
+        base = {
+            "width": self.size.width,
+            "height": self.size.height,
+            "reference_id": self.job.reference_id,
+            "image_url": self.job.image_url_original or self.job.image_url,
+        }
         if self.job.frames:
-            return [{**base, "id": i, "frame_id": f.frame_id, "image_url": f.src,
-                     "file_name": posixpath.basename(urlsplit(f.src or "").path)
-                     or f"{f.frame_id}.jpg"}
-                    for i, f in enumerate(self.job.frames, start=1)]
+            return [
+                {
+                    **base,
+                    "id": i,
+                    "frame_id": f.frame_id,
+                    "image_url": f.src,
+                    "file_name": posixpath.basename(urlsplit(f.src or "").path)
+                    or f"{f.frame_id}.jpg",
+                }
+                for i, f in enumerate(self.job.frames, start=1)
+            ]
         return [{**base, "id": 1, "file_name": file_name_for(self.job, key)}]
 
     def _image_id(self, shape: Shape) -> int:
@@ -127,14 +144,21 @@ class CocoBuilder:
     def add_shape(self, shape: Shape) -> None:
         self.counts[f"input_{shape.kind}s"] += 1
         self.notes.extend(shape.notes)
-        handler = {"rectangle": self._rectangle, "polygon": self._polygon,
-                   "landmark": self._landmark, "line": self._extra,
-                   "cuboid": self._extra}[shape.kind]
+        handler = {
+            "rectangle": self._rectangle,
+            "polygon": self._polygon,
+            "landmark": self._landmark,
+            "line": self._extra,
+            "cuboid": self._extra,
+        }[shape.kind]
         handler(shape)
 
     def _common(self, shape: Shape) -> dict[str, Any]:
-        out: dict[str, Any] = {"image_id": self._image_id(shape), "attributes": shape.attributes,
-                               "gt_id": shape.gt_id}
+        out: dict[str, Any] = {
+            "image_id": self._image_id(shape),
+            "attributes": shape.attributes,
+            "gt_id": shape.gt_id,
+        }
         if shape.track_id is not None:
             out["track_id"] = shape.track_id
         return out
@@ -142,8 +166,14 @@ class CocoBuilder:
     def _note_clipped(self, shape: Shape, clipped: int) -> None:
         if clipped:
             self.counts["clipped_points"] += clipped
-            self.notes.append(Note("clipped", "outside_image", shape.pointer,
-                                   f"{clipped} point(s) clamped to the image"))
+            self.notes.append(
+                Note(
+                    "clipped",
+                    "outside_image",
+                    shape.pointer,
+                    f"{clipped} point(s) clamped to the image",
+                )
+            )
 
     def _drop(self, shape: Shape, reason: str, detail: str) -> None:
         self.counts["dropped"] += 1
@@ -161,10 +191,15 @@ class CocoBuilder:
         segmentation: list[list[float]] = []
         if self.options.rect_as_polygon:
             segmentation = [[x, y, x + w, y, x + w, y + h, x, y + h]]
-        area = polygon_area(segmentation[0], self.size.width, self.size.height) \
-            if segmentation else round_coord(w * h)
-        self.add_annotation(shape.label, {**self._common(shape), "bbox": box, "area": area,
-                                          "segmentation": segmentation})
+        area = (
+            polygon_area(segmentation[0], self.size.width, self.size.height)
+            if segmentation
+            else round_coord(w * h)
+        )
+        self.add_annotation(
+            shape.label,
+            {**self._common(shape), "bbox": box, "area": area, "segmentation": segmentation},
+        )
         self.counts["rectangles"] += 1
 
     def _polygon(self, shape: Shape) -> None:
@@ -173,16 +208,18 @@ class CocoBuilder:
         if len(ring) > 1 and ring[0] == ring[-1]:
             ring.pop()
         if len(set(ring)) < 3:
-            return self._drop(shape, "too_few_points",
-                              f"{len(set(ring))} distinct point(s) after clipping")
+            return self._drop(
+                shape, "too_few_points", f"{len(set(ring))} distinct point(s) after clipping"
+            )
         flat = [c for p in ring for c in p]
         area = polygon_area(flat, self.size.width, self.size.height)
         if area <= 0:
             return self._drop(shape, "zero_area", "the polygon covers no pixel")
         self._note_clipped(shape, clipped)
         box = [round_coord(v) for v in bbox_of(ring)]
-        self.add_annotation(shape.label, {**self._common(shape), "bbox": box, "area": area,
-                                          "segmentation": [flat]})
+        self.add_annotation(
+            shape.label, {**self._common(shape), "bbox": box, "area": area, "segmentation": [flat]}
+        )
         self.counts["polygons"] += 1
 
     def _landmark(self, shape: Shape) -> None:
@@ -191,20 +228,29 @@ class CocoBuilder:
         count = max([len(names), *shape.keypoint_ids])
         names = [str(i) for i in range(1, count + 1)]
         by_name = dict(zip(shape.point_names, shape.keypoint_ids, strict=True))
-        bones = {tuple(sorted((by_name[a], by_name[b]))) for a, b in shape.edges
-                 if a in by_name and b in by_name and a != b}
+        bones = {
+            tuple(sorted((by_name[a], by_name[b])))
+            for a, b in shape.edges
+            if a in by_name and b in by_name and a != b
+        }
         skeleton = sorted({tuple(b) for b in skeleton} | bones)  # type: ignore[arg-type]
         self.keypoints[shape.label] = (names, [list(b) for b in skeleton])
         slots: dict[int, tuple[Pixel, int]] = {
-            kid: (p, v) for kid, p, v in zip(shape.keypoint_ids, pts, shape.visibility,
-                                             strict=True)}
+            kid: (p, v) for kid, p, v in zip(shape.keypoint_ids, pts, shape.visibility, strict=True)
+        }
         self._note_clipped(shape, clipped)
         box = [round_coord(v) for v in bbox_of(pts)] if pts else [0.0, 0.0, 0.0, 0.0]
-        ann = self.add_annotation(shape.label, {
-            **self._common(shape), "bbox": box, "area": round_coord(box[2] * box[3]),
-            "segmentation": [], "num_keypoints": sum(1 for _, v in slots.values() if v > 0),
-            "_slots": slots,
-        })
+        ann = self.add_annotation(
+            shape.label,
+            {
+                **self._common(shape),
+                "bbox": box,
+                "area": round_coord(box[2] * box[3]),
+                "segmentation": [],
+                "num_keypoints": sum(1 for _, v in slots.values() if v > 0),
+                "_slots": slots,
+            },
+        )
         ann["keypoints"] = []  # filled in finish(): the category's length is known only then
         self.counts["landmarks"] += 1
 
@@ -213,8 +259,12 @@ class CocoBuilder:
         self._note_clipped(shape, clipped)
         group = f"{shape.kind}s"
         key = shape.gt_id or f"{shape.kind}-{self.counts[f'input_{group}']}"
-        entry: dict[str, Any] = {"label": shape.label, "attributes": shape.attributes,
-                                 "points": [list(p) for p in pts], "pointer": shape.pointer}
+        entry: dict[str, Any] = {
+            "label": shape.label,
+            "attributes": shape.attributes,
+            "points": [list(p) for p in pts],
+            "pointer": shape.pointer,
+        }
         if pts:
             entry["bbox"] = [round_coord(v) for v in bbox_of(pts)]
         if shape.raw is not None:
@@ -244,7 +294,9 @@ class CocoBuilder:
             self.extras["tracks"] = tracks
         for item in self.job.unsupported:
             self.extras.setdefault("unsupported", {})[item.pointer] = {
-                "type": item.type_name, "raw": item.raw}
+                "type": item.type_name,
+                "raw": item.raw,
+            }
         coco = {
             "info": info_block(),
             "licenses": [],
@@ -258,8 +310,9 @@ class CocoBuilder:
         return Converted(coco=coco, extras=self.extras, counts=counts, notes=self.notes)
 
 
-def convert_vector_job(job: Job, size: ImageSize, category_ids: Mapping[str, int],
-                       options: Options, key: str) -> CocoBuilder:
+def convert_vector_job(
+    job: Job, size: ImageSize, category_ids: Mapping[str, int], options: Options, key: str
+) -> CocoBuilder:
     """Add every vector shape of the job; the caller may add raster regions, then `finish()`."""
     builder = CocoBuilder(job, size, category_ids, options, key)
     for shape in job.shapes:

@@ -73,8 +73,10 @@ class Options:
     raster_segmentation: str = "auto"  # auto | rle | polygon
 
     def as_dict(self) -> dict[str, object]:
-        return {"rect_as_polygon": self.rect_as_polygon,
-                "raster_segmentation": self.raster_segmentation}
+        return {
+            "rect_as_polygon": self.rect_as_polygon,
+            "raster_segmentation": self.raster_segmentation,
+        }
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,9 @@ class Config:
         )
         mode = env.get("GTCOCO_RASTER_SEGMENTATION", "auto").strip().lower() or "auto"
         if mode not in {"auto", "rle", "polygon"}:
-            raise ValueError(f"GTCOCO_RASTER_SEGMENTATION must be auto, rle or polygon, got {mode!r}")
+            raise ValueError(
+                f"GTCOCO_RASTER_SEGMENTATION must be auto, rle or polygon, got {mode!r}"
+            )
         options = Options(
             rect_as_polygon=_bool(env, "GTCOCO_RECT_AS_POLYGON", False),
             raster_segmentation=mode,

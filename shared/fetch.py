@@ -55,8 +55,9 @@ class FetchPolicy:
         if not web:
             return True
         host = host.lower().rstrip(".")
-        return any(host == h.lower() or (h.startswith(".") and host.endswith(h.lower()))
-                   for h in web)
+        return any(
+            host == h.lower() or (h.startswith(".") and host.endswith(h.lower())) for h in web
+        )
 
     def bucket_allowed(self, bucket: str) -> bool:
         buckets = [h[5:].strip("/") for h in self.allow_hosts if h.startswith("gs://")]
@@ -116,25 +117,38 @@ class Fetcher:
             pool: urllib3.HTTPConnectionPool
             if scheme == "https":
                 pool = urllib3.HTTPSConnectionPool(
-                    address, port, timeout=timeout, retries=False, maxsize=1,
-                    server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED",
-                    ca_certs=certifi.where())
+                    address,
+                    port,
+                    timeout=timeout,
+                    retries=False,
+                    maxsize=1,
+                    server_hostname=host,
+                    assert_hostname=host,
+                    cert_reqs="CERT_REQUIRED",
+                    ca_certs=certifi.where(),
+                )
             else:
-                pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False,
-                                                  maxsize=1)
+                pool = urllib3.HTTPConnectionPool(
+                    address, port, timeout=timeout, retries=False, maxsize=1
+                )
             host_header = host if parts.port is None else f"{host}:{port}"
             try:
-                response = pool.urlopen("GET", path, headers={"Host": host_header,
-                                                              "User-Agent": "gtcoco"},
-                                        redirect=False, preload_content=False, retries=False)
+                response = pool.urlopen(
+                    "GET",
+                    path,
+                    headers={"Host": host_header, "User-Agent": "gtcoco"},
+                    redirect=False,
+                    preload_content=False,
+                    retries=False,
+                )
             except urllib3.exceptions.NewConnectionError as exc:
-                raise ConversionError("url_unreachable", f"cannot connect to {host}: {exc}"
-                                      ) from None
+                raise ConversionError(
+                    "url_unreachable", f"cannot connect to {host}: {exc}"
+                ) from None
             except (urllib3.exceptions.TimeoutError, urllib3.exceptions.ProtocolError) as exc:
                 raise TransientError(f"fetching {url}: {exc}") from exc
             except urllib3.exceptions.SSLError as exc:
-                raise ConversionError("url_unreachable", f"TLS failure for {host}: {exc}"
-                                      ) from None
+                raise ConversionError("url_unreachable", f"TLS failure for {host}: {exc}") from None
             if response.status in REDIRECTS:
                 location = response.headers.get("Location", "")
                 response.release_conn()
@@ -166,9 +180,10 @@ class Fetcher:
                     return
                 total += len(chunk)
                 if total > self.policy.max_bytes:
-                    raise TooLargeError("fetch_too_large",
-                                        f"{url} is over the fetch limit of "
-                                        f"{self.policy.max_bytes} bytes")
+                    raise TooLargeError(
+                        "fetch_too_large",
+                        f"{url} is over the fetch limit of {self.policy.max_bytes} bytes",
+                    )
                 yield chunk
         finally:
             response.release_conn()
@@ -192,8 +207,12 @@ def _growing(read: Callable[[int, int], bytes], first: int = 4096) -> Iterator[b
 class UrlReader:
     """Routes a URL from an export to the right reader, each guarded."""
 
-    def __init__(self, fetcher: Fetcher, open_bucket: Callable[[str], ObjectStore] | None = None,
-                 local_root: Path | None = None) -> None:
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        open_bucket: Callable[[str], ObjectStore] | None = None,
+        local_root: Path | None = None,
+    ) -> None:
         self.fetcher = fetcher
         self.open_bucket = open_bucket
         self.local_root = local_root  # set only by the command line

@@ -72,9 +72,7 @@ def repair_edges(edges: Sequence[tuple[str, str]], names: Sequence[str]) -> list
     return kept
 
 
-def order_polygon(
-    names: Sequence[str], edges: Sequence[tuple[str, str]]
-) -> tuple[list[str], str]:
+def order_polygon(names: Sequence[str], edges: Sequence[tuple[str, str]]) -> tuple[list[str], str]:
     """Order polygon vertices: by edges, by repaired edges, else by natural key order.
 
     Returns the order and how it was found: `edges`, `repaired_edges` or `natural_order`.

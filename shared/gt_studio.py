@@ -128,7 +128,8 @@ def split_jobs(doc: Any, limits: Limits) -> list[tuple[str, Any]]:
         items = [
             (f"/export_data/{i}/data", item["data"])
             for i, item in enumerate(doc["export_data"])
-            if isinstance(item, dict) and str(item.get("type", "JSON")).upper() == "JSON"
+            if isinstance(item, dict)
+            and str(item.get("type", "JSON")).upper() == "JSON"
             and "data" in item
         ]
     else:
@@ -166,11 +167,15 @@ def _dimension(doc: Mapping[str, Any], key: str, pointer: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConversionError("invalid_type", f"{key} must be a positive integer",
-                              pointer_join(pointer, key))
+        raise ConversionError(
+            "invalid_type", f"{key} must be a positive integer", pointer_join(pointer, key)
+        )
     if value <= 0 or value != int(value) or value > 1_000_000:
-        raise ConversionError("invalid_dimension", f"{key}={value} is not a usable image size",
-                              pointer_join(pointer, key))
+        raise ConversionError(
+            "invalid_dimension",
+            f"{key}={value} is not a usable image size",
+            pointer_join(pointer, key),
+        )
     return int(value)
 
 
@@ -196,10 +201,11 @@ def parse_job(doc: Any, pointer: str, limits: Limits) -> Job:
         doc, pointer = doc["build"], pointer_join(pointer, "build")
     elif isinstance(doc.get("data"), dict) and not _has_payload(doc):  # API job result
         doc, pointer = doc["data"], pointer_join(pointer, "data")
-    elif "build" in doc or "data" in doc and not _has_payload(doc):
+    elif "build" in doc or ("data" in doc and not _has_payload(doc)):
         key = "build" if "build" in doc else "data"
-        raise ConversionError("invalid_type", f"{key} must be a JSON object",
-                              pointer_join(pointer, key))
+        raise ConversionError(
+            "invalid_type", f"{key} must be a JSON object", pointer_join(pointer, key)
+        )
     reference_id = reference_id or _str_or_none(doc.get("reference_id"))
 
     def size_from(*candidates: tuple[Mapping[str, Any], str]) -> tuple[int | None, int | None]:
@@ -219,28 +225,41 @@ def parse_job(doc: Any, pointer: str, limits: Limits) -> Job:
         "height": height,
     }
     if isinstance(doc.get("maker_response"), dict):
-        return _parse_container(doc["maker_response"], pointer_join(pointer, "maker_response"),
-                                doc, pointer, common, limits)
+        return _parse_container(
+            doc["maker_response"],
+            pointer_join(pointer, "maker_response"),
+            doc,
+            pointer,
+            common,
+            limits,
+        )
     if "maker_response" in doc and doc["maker_response"] is not None:
-        raise ConversionError("invalid_type", "maker_response must be a JSON object",
-                              pointer_join(pointer, "maker_response"))
+        raise ConversionError(
+            "invalid_type",
+            "maker_response must be a JSON object",
+            pointer_join(pointer, "maker_response"),
+        )
     if "annotations" in doc:
         anns = doc["annotations"]
         ptr = pointer_join(pointer, "annotations")
         if isinstance(anns, list):
             shapes, unsupported, notes = _parse_typed_list(anns, ptr, limits)
-            return Job(**common, shapes=tuple(shapes), unsupported=tuple(unsupported),
-                       notes=tuple(notes))
+            return Job(
+                **common, shapes=tuple(shapes), unsupported=tuple(unsupported), notes=tuple(notes)
+            )
         if isinstance(anns, dict) or anns is None:
             return _parse_container(anns or {}, ptr, doc, pointer, common, limits)
         raise ConversionError("invalid_type", "annotations must be an object or a list", ptr)
     if "url" in doc and "legend" in doc:  # flat raster result
-        return Job(**common, raster=RasterSpec(_url(doc, "url", pointer), doc["legend"],
-                                               doc.get("instances"), pointer))
+        return Job(
+            **common,
+            raster=RasterSpec(
+                _url(doc, "url", pointer), doc["legend"], doc.get("instances"), pointer
+            ),
+        )
     raise ConversionError(
         "unknown_shape",
-        "not a GT Studio export: expected maker_response, annotations, build, data, or "
-        "url+legend",
+        "not a GT Studio export: expected maker_response, annotations, build, data, or url+legend",
         pointer,
     )
 
@@ -300,8 +319,9 @@ def _parse_container(
         if isinstance(data, dict):
             dptr = pointer_join(rptr, "data")
             if data.get("url") or data.get("legend"):
-                raster = RasterSpec(_url(data, "url", dptr), data.get("legend"),
-                                    data.get("instances"), dptr)
+                raster = RasterSpec(
+                    _url(data, "url", dptr), data.get("legend"), data.get("instances"), dptr
+                )
         elif data is not None or not isinstance(raster_value, dict):
             raise ConversionError("invalid_type", "raster.data must be a JSON object", rptr)
     frames: list[Frame] = []
@@ -312,13 +332,23 @@ def _parse_container(
         data = video.get("data") if isinstance(video, dict) else None
         trackers = data.get("annotations") if isinstance(data, dict) else None
         if trackers is not None and not isinstance(trackers, list):
-            raise ConversionError("invalid_type", "video2d.data.annotations must be a list",
-                                  pointer_join(vptr, "data", "annotations"))
+            raise ConversionError(
+                "invalid_type",
+                "video2d.data.annotations must be a list",
+                pointer_join(vptr, "data", "annotations"),
+            )
         for i, tracker in enumerate(trackers or []):
-            shapes.extend(_parse_tracker(tracker, pointer_join(vptr, "data", "annotations", i),
-                                         limits))
-    return Job(**common, shapes=tuple(shapes), raster=raster, frames=tuple(frames),
-               unsupported=tuple(unsupported), notes=tuple(notes))
+            shapes.extend(
+                _parse_tracker(tracker, pointer_join(vptr, "data", "annotations", i), limits)
+            )
+    return Job(
+        **common,
+        shapes=tuple(shapes),
+        raster=raster,
+        frames=tuple(frames),
+        unsupported=tuple(unsupported),
+        notes=tuple(notes),
+    )
 
 
 def _parse_frames(build: Mapping[str, Any], pointer: str) -> list[Frame]:
@@ -341,8 +371,11 @@ def _parse_tracker(tracker: Any, pointer: str, limits: Limits) -> list[Shape]:
         raise ConversionError("invalid_type", "a tracker must be a JSON object", pointer)
     kind = TYPE_ALIASES.get(str(tracker.get("type", "")).lower())
     if kind is None:
-        raise ConversionError("unknown_shape", f"unknown tracker type {tracker.get('type')!r}",
-                              pointer_join(pointer, "type"))
+        raise ConversionError(
+            "unknown_shape",
+            f"unknown tracker type {tracker.get('type')!r}",
+            pointer_join(pointer, "type"),
+        )
     track_id = _str_or_none(tracker.get("_id", tracker.get("id")))
     frames = tracker.get("frames")
     fptr = pointer_join(pointer, "frames")
@@ -352,16 +385,20 @@ def _parse_tracker(tracker: Any, pointer: str, limits: Limits) -> list[Shape]:
     for frame_id in natural_sorted(list(frames)):
         ann = frames[frame_id]
         if not isinstance(ann, dict):
-            raise ConversionError("invalid_type", "a frame annotation must be a JSON object",
-                                  pointer_join(fptr, frame_id))
+            raise ConversionError(
+                "invalid_type",
+                "a frame annotation must be a JSON object",
+                pointer_join(fptr, frame_id),
+            )
         merged = {"label": tracker.get("label"), "attributes": tracker.get("attributes"), **ann}
         shape = parse_shape(kind, merged, pointer_join(fptr, frame_id), limits)
         shapes.append(replace(shape, frame=frame_id, track_id=track_id))
     return shapes
 
 
-def _parse_typed_list(items: list[Any], pointer: str, limits: Limits
-                      ) -> tuple[list[Shape], list[Unsupported], list[Note]]:
+def _parse_typed_list(
+    items: list[Any], pointer: str, limits: Limits
+) -> tuple[list[Shape], list[Unsupported], list[Note]]:
     shapes, unsupported, notes = [], [], []
     for i, item in enumerate(items):
         ptr = pointer_join(pointer, i)
@@ -387,13 +424,20 @@ def parse_shape(kind: str, item: Any, pointer: str, limits: Limits) -> Shape:
     if isinstance(label, (int, float)) and not isinstance(label, bool):
         label = str(label)
     if not isinstance(label, str) or not label.strip():
-        raise ConversionError("invalid_label", "label must be a non-empty string",
-                              pointer_join(pointer, "label"))
+        raise ConversionError(
+            "invalid_label", "label must be a non-empty string", pointer_join(pointer, "label")
+        )
     gt_id = _str_or_none(item.get("_id", item.get("id")))
-    attributes, attr_note = normalise_attributes(item.get("attributes"),
-                                                 pointer_join(pointer, "attributes"))
-    base = {"kind": kind, "label": label.strip(), "gt_id": gt_id, "attributes": attributes,
-            "pointer": pointer}
+    attributes, attr_note = normalise_attributes(
+        item.get("attributes"), pointer_join(pointer, "attributes")
+    )
+    base = {
+        "kind": kind,
+        "label": label.strip(),
+        "gt_id": gt_id,
+        "attributes": attributes,
+        "pointer": pointer,
+    }
     notes = [attr_note] if attr_note else []
     if kind == "rectangle":
         points = _point_list(item, "coordinates", pointer, limits)
@@ -409,18 +453,40 @@ def parse_shape(kind: str, item: Any, pointer: str, limits: Limits) -> Shape:
     if kind == "polygon":
         order, how = order_polygon(names, edges)
         if how != "edges" and (edges or item.get("edges") is not None):
-            notes.append(Note("repaired", f"polygon_{how}", pointer_join(pointer, "edges"),
-                              "edges do not form one ring"))
-        return Shape(**base, points=tuple(coords[n] for n in order), point_names=tuple(order),
-                     edges=tuple(edges), notes=tuple(notes))
+            notes.append(
+                Note(
+                    "repaired",
+                    f"polygon_{how}",
+                    pointer_join(pointer, "edges"),
+                    "edges do not form one ring",
+                )
+            )
+        return Shape(
+            **base,
+            points=tuple(coords[n] for n in order),
+            point_names=tuple(order),
+            edges=tuple(edges),
+            notes=tuple(notes),
+        )
     if kind == "line":
         chain = chain_from_edges(names, edges) if edges else None
         order = chain or natural_sorted(names)
         if edges and chain is None:
-            notes.append(Note("repaired", "line_natural_order", pointer_join(pointer, "edges"),
-                              "edges do not form one chain"))
-        return Shape(**base, points=tuple(coords[n] for n in order), point_names=tuple(order),
-                     edges=tuple(edges), notes=tuple(notes))
+            notes.append(
+                Note(
+                    "repaired",
+                    "line_natural_order",
+                    pointer_join(pointer, "edges"),
+                    "edges do not form one chain",
+                )
+            )
+        return Shape(
+            **base,
+            points=tuple(coords[n] for n in order),
+            point_names=tuple(order),
+            edges=tuple(edges),
+            notes=tuple(notes),
+        )
     # landmark
     order = natural_sorted(names)
     raw_points = item.get("points")
@@ -430,11 +496,18 @@ def parse_shape(kind: str, item: Any, pointer: str, limits: Limits) -> Shape:
         ids.append(_keypoint_id(spec.get("label"), position, pointer_join(pointer, "points", name)))
         vis.append(_visibility(spec))
     if len(set(ids)) != len(ids):
-        raise ConversionError("invalid_landmark", "two points name the same keypoint",
-                              pointer_join(pointer, "points"))
-    return Shape(**base, points=tuple(coords[n] for n in order), point_names=tuple(order),
-                 keypoint_ids=tuple(ids), visibility=tuple(vis), edges=tuple(edges),
-                 notes=tuple(notes))
+        raise ConversionError(
+            "invalid_landmark", "two points name the same keypoint", pointer_join(pointer, "points")
+        )
+    return Shape(
+        **base,
+        points=tuple(coords[n] for n in order),
+        point_names=tuple(order),
+        keypoint_ids=tuple(ids),
+        visibility=tuple(vis),
+        edges=tuple(edges),
+        notes=tuple(notes),
+    )
 
 
 def _keypoint_id(value: Any, fallback: int, pointer: str) -> int:
@@ -445,8 +518,11 @@ def _keypoint_id(value: Any, fallback: int, pointer: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
         if isinstance(value, float) and value.is_integer() and 1 <= value <= 1000:
             return int(value)
-        raise ConversionError("invalid_landmark", "a landmark point label must be an integer "
-                              "1..1000", pointer_join(pointer, "label"))
+        raise ConversionError(
+            "invalid_landmark",
+            "a landmark point label must be an integer 1..1000",
+            pointer_join(pointer, "label"),
+        )
     return value
 
 
@@ -462,12 +538,18 @@ def normalise_attributes(raw: Any, pointer: str) -> tuple[dict[str, Any], Note |
     if raw is None or raw == [] or raw == {}:
         return {}, None
     if isinstance(raw, dict):
-        return {str(k): _clean(v["value"] if isinstance(v, dict) and "value" in v else v)
-                for k, v in raw.items()}, None
+        return {
+            str(k): _clean(v["value"] if isinstance(v, dict) and "value" in v else v)
+            for k, v in raw.items()
+        }, None
     if isinstance(raw, list) and all(isinstance(a, dict) and "name" in a for a in raw):
         return {str(a["name"]): _clean(a.get("value")) for a in raw}, None
-    return {"value": _clean(raw)}, Note("repaired", "attributes_bare_value", pointer,
-                                        "attributes were not an object; kept under 'value'")
+    return {"value": _clean(raw)}, Note(
+        "repaired",
+        "attributes_bare_value",
+        pointer,
+        "attributes were not an object; kept under 'value'",
+    )
 
 
 def _clean(value: Any) -> Any:
@@ -493,14 +575,18 @@ def _coordinate(spec: Any, pointer: str) -> tuple[float, float]:
         if not math.isfinite(value):
             raise ConversionError("invalid_coordinate", f"{axis} is {value}", ptr)
         if not COORD_MIN <= value <= COORD_MAX:
-            raise ConversionError("coordinate_out_of_range",
-                                  f"{axis}={value} is far outside the normalised 0..1 range", ptr)
+            raise ConversionError(
+                "coordinate_out_of_range",
+                f"{axis}={value} is far outside the normalised 0..1 range",
+                ptr,
+            )
         out.append(float(value))
     return out[0], out[1]
 
 
-def _point_list(item: Mapping[str, Any], key: str, pointer: str, limits: Limits
-                ) -> list[tuple[str, tuple[float, float]]]:
+def _point_list(
+    item: Mapping[str, Any], key: str, pointer: str, limits: Limits
+) -> list[tuple[str, tuple[float, float]]]:
     """Named points from `{"p1": {x, y}}` or a list of `{x, y}`."""
     raw = item.get(key)
     ptr = pointer_join(pointer, key)
@@ -513,8 +599,11 @@ def _point_list(item: Mapping[str, Any], key: str, pointer: str, limits: Limits
     else:
         raise ConversionError("invalid_type", f"{key} must be an object or a list", ptr)
     if len(entries) > limits.max_points_per_shape:
-        raise TooLargeError("too_many_points", f"{len(entries)} points in one shape, limit "
-                            f"{limits.max_points_per_shape}", ptr)
+        raise TooLargeError(
+            "too_many_points",
+            f"{len(entries)} points in one shape, limit {limits.max_points_per_shape}",
+            ptr,
+        )
     return [(str(name), _coordinate(spec, pointer_join(ptr, name))) for name, spec in entries]
 
 
@@ -553,10 +642,19 @@ def _edges(raw: Any, pointer: str, notes: list[Note]) -> list[tuple[str, str]]:
     for name, pair in entries:
         if isinstance(pair, dict):
             pair = [pair.get("from", pair.get("start")), pair.get("to", pair.get("end"))]
-        if isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, (str, int))
-                                                              for p in pair):
+        if (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(isinstance(p, (str, int)) for p in pair)
+        ):
             edges.append((str(pair[0]), str(pair[1])))
         else:
-            notes.append(Note("ignored", "edge_invalid", pointer_join(pointer, name),
-                              "an edge must be a pair of point names"))
+            notes.append(
+                Note(
+                    "ignored",
+                    "edge_invalid",
+                    pointer_join(pointer, name),
+                    "an edge must be a pair of point names",
+                )
+            )
     return edges

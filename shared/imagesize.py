@@ -44,5 +44,6 @@ def size_from_chunks(chunks: Iterable[bytes], max_bytes: int) -> tuple[int, int,
         close = getattr(iterator, "close", None)
         if close is not None:
             close()
-    raise ConversionError("image_size_unavailable",
-                          f"no readable image header in the first {len(buffer)} bytes")
+    raise ConversionError(
+        "image_size_unavailable", f"no readable image header in the first {len(buffer)} bytes"
+    )

@@ -36,13 +36,17 @@ def load_json(data: bytes, max_depth: int, max_bytes: int) -> Any:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConversionError("invalid_encoding", f"not UTF-8: {exc.reason} at byte {exc.start}")
+        raise ConversionError(
+            "invalid_encoding", f"not UTF-8: {exc.reason} at byte {exc.start}"
+        ) from None
     try:
         # NaN/Infinity literals (and 1e999) are let through so that the parser of shapes can
         # name the exact field with a JSON pointer; every number is checked where it is used.
         doc = json.loads(text)
     except RecursionError:
-        raise ConversionError("json_too_deep", f"JSON nesting exceeds the limit of {max_depth}")
+        raise ConversionError(
+            "json_too_deep", f"JSON nesting exceeds the limit of {max_depth}"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ConversionError(
             "invalid_json", f"invalid JSON: {exc.msg} ({_error_pointer(text, exc.pos)})"
@@ -69,5 +73,7 @@ def load_json_lines(data: bytes, max_depth: int, max_bytes: int) -> list[Any]:
 
 def dump_json(doc: Any) -> bytes:
     """Canonical bytes: sorted keys, no NaN, trailing newline — identical for identical input."""
-    return (json.dumps(doc, sort_keys=True, ensure_ascii=False, allow_nan=False,
-                       separators=(",", ":")) + "\n").encode("utf-8")
+    return (
+        json.dumps(doc, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        + "\n"
+    ).encode("utf-8")

@@ -10,8 +10,9 @@ from .errors import ConversionError, pointer_join
 from .gt_studio import Note
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
-_RGB = re.compile(r"^rgba?\(\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*(?:,\s*[\d.]+\s*)?\)$",
-                  re.IGNORECASE)
+_RGB = re.compile(
+    r"^rgba?\(\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*(?:,\s*[\d.]+\s*)?\)$", re.IGNORECASE
+)
 _INSTANCE = re.compile(r"^(.*?)\s*#\s*(\d+)\s*$")
 
 
@@ -43,8 +44,9 @@ def parse_color(key: str) -> int | None:
 
 def looks_like_color(key: Any) -> bool:
     """Loose test used to recognise a bare legend object (malformed keys still count)."""
-    return isinstance(key, str) and (key.startswith("#") or key.lower().startswith("rgb(")
-                                     or _HEX.match(key) is not None)
+    return isinstance(key, str) and (
+        key.startswith("#") or key.lower().startswith("rgb(") or _HEX.match(key) is not None
+    )
 
 
 def split_instance(value: str) -> tuple[str, int | None]:
@@ -66,15 +68,18 @@ def _label_text(value: Any) -> str | None:
     return None
 
 
-def parse_legend(legend: Any, instances: Any, pointer: str
-                 ) -> tuple[list[LegendEntry], list[Note]]:
+def parse_legend(legend: Any, instances: Any, pointer: str) -> tuple[list[LegendEntry], list[Note]]:
     """Legend entries sorted by colour, plus notes for every key that could not be used."""
     if legend is None and not instances:
-        raise ConversionError("missing_legend", "a segmentation job needs a legend",
-                              pointer_join(pointer, "legend"))
+        raise ConversionError(
+            "missing_legend", "a segmentation job needs a legend", pointer_join(pointer, "legend")
+        )
     if legend is not None and not isinstance(legend, dict):
-        raise ConversionError("invalid_legend", "legend must be an object of colour -> label",
-                              pointer_join(pointer, "legend"))
+        raise ConversionError(
+            "invalid_legend",
+            "legend must be an object of colour -> label",
+            pointer_join(pointer, "legend"),
+        )
     notes: list[Note] = []
     entries: dict[int, LegendEntry] = {}
     by_instance: dict[int, LegendEntry] = {}
@@ -85,16 +90,21 @@ def parse_legend(legend: Any, instances: Any, pointer: str
         for i, item in enumerate(instances):
             ptr = pointer_join(iptr, i)
             color = parse_color(str(item.get("color", ""))) if isinstance(item, dict) else None
-            text = _label_text(item.get("value", item.get("label"))) \
-                if isinstance(item, dict) else None
+            text = (
+                _label_text(item.get("value", item.get("label")))
+                if isinstance(item, dict)
+                else None
+            )
             if color is None or not text:
-                notes.append(Note("ignored", "malformed_instance", ptr,
-                                  "needs a colour and a value"))
+                notes.append(
+                    Note("ignored", "malformed_instance", ptr, "needs a colour and a value")
+                )
                 continue
             label, number = split_instance(text)
             gt_id = item.get("_id", item.get("id"))
-            by_instance[color] = LegendEntry(color, label, number,
-                                             None if gt_id is None else str(gt_id))
+            by_instance[color] = LegendEntry(
+                color, label, number, None if gt_id is None else str(gt_id)
+            )
     for key in sorted(legend or {}):
         ptr = pointer_join(pointer, "legend", key)
         color = parse_color(key)
@@ -112,6 +122,7 @@ def parse_legend(legend: Any, instances: Any, pointer: str
         entries[color] = LegendEntry(color, label, number)
     entries.update(by_instance)  # the instances list is the more precise source
     if not entries:
-        raise ConversionError("empty_legend", "the legend has no usable colour",
-                              pointer_join(pointer, "legend"))
+        raise ConversionError(
+            "empty_legend", "the legend has no usable colour", pointer_join(pointer, "legend")
+        )
     return [entries[c] for c in sorted(entries)], notes

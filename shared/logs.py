@@ -8,8 +8,11 @@ from typing import Any, TextIO
 
 
 def log(severity: str, message: str, stream: TextIO | None = None, **fields: Any) -> None:
-    entry = {"severity": severity, "message": message, **{k: v for k, v in fields.items()
-                                                           if v is not None}}
+    entry = {
+        "severity": severity,
+        "message": message,
+        **{k: v for k, v in fields.items() if v is not None},
+    }
     out = stream or sys.stdout
     out.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
     out.flush()

@@ -31,6 +31,7 @@ OUTPUT_FILES = {"coco.json", "extras.json", "report.json", "legend.json"}
 RESERVED_PREFIXES = ("_errors/", "_registry/")
 CONVERTER = {"name": "gtcoco", "version": __version__}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+@-]+")
+_MASK_OUTPUT = re.compile(r"(^|/)masks/(semantic\.png|instances\.png|colors/[0-9a-f]{6}\.png)$")
 
 
 def key_for(name: str) -> str:
@@ -49,7 +50,7 @@ def skip_reason(name: str, metadata: Mapping[str, str] | None = None) -> str | N
     base = posixpath.basename(name)
     if metadata and metadata.get(OUTPUT_MARKER):
         return "written by gtcoco"
-    if name.startswith(RESERVED_PREFIXES) or base in OUTPUT_FILES or "/masks/" in f"/{name}":
+    if name.startswith(RESERVED_PREFIXES) or base in OUTPUT_FILES or _MASK_OUTPUT.search(name):
         return "a gtcoco output name"
     if base.startswith("."):
         return "a hidden file"
@@ -67,8 +68,11 @@ class SourceRef:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"bucket": self.bucket, "name": self.name,
-                "generation": None if self.generation is None else str(self.generation)}
+        return {
+            "bucket": self.bucket,
+            "name": self.name,
+            "generation": None if self.generation is None else str(self.generation),
+        }
 
 
 @dataclass
@@ -133,49 +137,71 @@ class Converter:
 
     # -- converting ---------------------------------------------------------------------
 
-    def image_size(self, job: Job, mask_size: tuple[int, int] | None, relative_to: str
-                   ) -> ImageSize:
+    def image_size(
+        self, job: Job, mask_size: tuple[int, int] | None, relative_to: str
+    ) -> ImageSize:
         if job.width and job.height:
             return ImageSize(job.width, job.height, "explicit")
         if mask_size is not None:
             return ImageSize(mask_size[0], mask_size[1], "mask")
         failures = []
-        urls = [(u, k) for u, k in ((job.image_url_original, "image_url_original"),
-                                    (job.image_url, "image_url")) if u]
+        urls = [
+            (u, k)
+            for u, k in (
+                (job.image_url_original, "image_url_original"),
+                (job.image_url, "image_url"),
+            )
+            if u
+        ]
         if job.frames and job.frames[0].src:
             urls.append((job.frames[0].src, "video_data/frames/0/src"))
         for url, key in urls:
             try:
-                w, h, _ = size_from_chunks(self.reader.chunks(url, relative_to),
-                                           self.limits.header_max_bytes)
+                w, h, _ = size_from_chunks(
+                    self.reader.chunks(url, relative_to), self.limits.header_max_bytes
+                )
                 return ImageSize(w, h, "header")
             except ConversionError as exc:
                 failures.append(f"{key}: {exc.message}")
         detail = "; ".join(failures) or "no width/height, mask or image URL in the job"
-        raise ConversionError("image_size_unavailable", f"cannot learn the image size ({detail})",
-                              pointer_join(job.pointer, urls[0][1] if urls else "image_url"))
+        raise ConversionError(
+            "image_size_unavailable",
+            f"cannot learn the image size ({detail})",
+            pointer_join(job.pointer, urls[0][1] if urls else "image_url"),
+        )
 
-    def convert(self, job: Job, key: str, mask_bytes: bytes | None = None,
-                relative_to: str = "") -> JobOutput:
+    def convert(
+        self, job: Job, key: str, mask_bytes: bytes | None = None, relative_to: str = ""
+    ) -> JobOutput:
         notes: list[Note] = []
         mask = entries = None
         if job.raster is not None:
-            entries, legend_notes = parse_legend(job.raster.legend, job.raster.instances,
-                                                 job.raster.pointer)
+            entries, legend_notes = parse_legend(
+                job.raster.legend, job.raster.instances, job.raster.pointer
+            )
             notes += legend_notes
             if mask_bytes is None:
                 if not job.raster.url:
-                    raise ConversionError("missing_mask", "a segmentation job needs a mask url",
-                                          pointer_join(job.raster.pointer, "url"))
+                    raise ConversionError(
+                        "missing_mask",
+                        "a segmentation job needs a mask url",
+                        pointer_join(job.raster.pointer, "url"),
+                    )
                 mask_bytes = self._read_mask(job.raster, relative_to)
-            mask = raster.decode_mask(mask_bytes, self.limits.max_mask_pixels,
-                                      job.raster.pointer)
-        size = self.image_size(job, None if mask is None else (mask.width, mask.height),
-                               relative_to)
+            mask = raster.decode_mask(mask_bytes, self.limits.max_mask_pixels, job.raster.pointer)
+        size = self.image_size(
+            job, None if mask is None else (mask.width, mask.height), relative_to
+        )
         if mask is not None and (mask.width, mask.height) != (size.width, size.height):
-            notes.append(Note("repaired", "mask_size_differs", job.raster.pointer if job.raster
-                              else "", f"mask {mask.width}x{mask.height} scaled (nearest) to "
-                              f"image {size.width}x{size.height}"))
+            notes.append(
+                Note(
+                    "repaired",
+                    "mask_size_differs",
+                    job.raster.pointer if job.raster else "",
+                    f"mask {mask.width}x{mask.height} scaled (nearest) to "
+                    f"image {size.width}x{size.height}",
+                )
+            )
             mask = mask.resized(size.width, size.height)
         labels = job.labels + sorted({e.label for e in entries or []})
         ids = self.registry.ensure(sorted(set(labels)))
@@ -222,10 +248,16 @@ def _loose_reference(item: Any) -> str | None:
     return None
 
 
-def error_document(source: list[dict[str, Any]], key: str, error: ConversionError
-                   ) -> dict[str, Any]:
-    return {"converter": CONVERTER, "key": key, "source": source[0], "sources": source,
-            "error": error.as_dict()}
+def error_document(
+    source: list[dict[str, Any]], key: str, error: ConversionError
+) -> dict[str, Any]:
+    return {
+        "converter": CONVERTER,
+        "key": key,
+        "source": source[0],
+        "sources": source,
+        "error": error.as_dict(),
+    }
 
 
 class Pipeline:
@@ -263,8 +295,10 @@ class Pipeline:
         sources = [ref.as_dict()]
         try:
             if ref.size is not None and ref.size > self.converter.limits.max_object_bytes:
-                raise TooLargeError("object_too_large", f"object is {ref.size} bytes, limit "
-                                    f"{self.converter.limits.max_object_bytes}")
+                raise TooLargeError(
+                    "object_too_large",
+                    f"object is {ref.size} bytes, limit {self.converter.limits.max_object_bytes}",
+                )
             data = self.source.read(ref.name, ref.generation)
             if not data:
                 return Outcome("skipped", key, "empty object")
@@ -282,20 +316,23 @@ class Pipeline:
             return None
         return SourceRef(ref.bucket, info.name, info.generation, info.size, info.metadata)
 
-    def _process_bytes(self, ref: SourceRef, key: str, data: bytes,
-                       sources: list[dict[str, Any]]) -> Outcome:
+    def _process_bytes(
+        self, ref: SourceRef, key: str, data: bytes, sources: list[dict[str, Any]]
+    ) -> Outcome:
         if ref.name.lower().endswith(".png"):
             legend_ref = self._pair(ref, key, ".json")
             if legend_ref is None:
                 return Outcome("waiting", key, f"mask waits for its legend {key}.json")
-            legend_doc = self.converter.load(self.source.read(legend_ref.name,
-                                                              legend_ref.generation),
-                                             legend_ref.name)
+            legend_doc = self.converter.load(
+                self.source.read(legend_ref.name, legend_ref.generation), legend_ref.name
+            )
             if not is_bare_legend(legend_doc):
-                return Outcome("skipped", key, f"{key}.json is not a legend; the PNG is not a "
-                               "raster export pair")
-            return self._convert_pair(legend_doc, data, key, [ref.as_dict(),
-                                                             legend_ref.as_dict()])
+                return Outcome(
+                    "skipped",
+                    key,
+                    f"{key}.json is not a legend; the PNG is not a raster export pair",
+                )
+            return self._convert_pair(legend_doc, data, key, [ref.as_dict(), legend_ref.as_dict()])
         doc = self.converter.load(data, ref.name)
         if is_bare_legend(doc):
             mask_ref = self._pair(ref, key, ".png")
@@ -313,20 +350,32 @@ class Pipeline:
             return Outcome("converted", key, outputs=written, report=output.report)
         return self._convert_batch(parsed, key, ref, sources)
 
-    def _convert_pair(self, legend_doc: Any, mask: bytes, key: str,
-                      sources: list[dict[str, Any]]) -> Outcome:
+    def _convert_pair(
+        self, legend_doc: Any, mask: bytes, key: str, sources: list[dict[str, Any]]
+    ) -> Outcome:
         legend = legend_doc.get("legend", legend_doc)
         instances = legend_doc.get("instances") if "legend" in legend_doc else None
-        job = parse_job({"url": "", "legend": legend, "instances": instances,
-                         **{k: legend_doc[k] for k in ("width", "height", "image_url",
-                                                       "reference_id") if k in legend_doc}},
-                        "", self.converter.limits)
+        job = parse_job(
+            {
+                "url": "",
+                "legend": legend,
+                "instances": instances,
+                **{
+                    k: legend_doc[k]
+                    for k in ("width", "height", "image_url", "reference_id")
+                    if k in legend_doc
+                },
+            },
+            "",
+            self.converter.limits,
+        )
         output = self.converter.convert(job, key, mask_bytes=mask)
         written = self._write(output, sources)
         return Outcome("converted", key, outputs=written, report=output.report)
 
-    def _convert_batch(self, parsed: list[ParsedJob], key: str, ref: SourceRef,
-                       sources: list[dict[str, Any]]) -> Outcome:
+    def _convert_batch(
+        self, parsed: list[ParsedJob], key: str, ref: SourceRef, sources: list[dict[str, Any]]
+    ) -> Outcome:
         jobs: list[dict[str, Any]] = []
         outputs: list[str] = []
         errors: list[dict[str, Any]] = []
@@ -338,20 +387,32 @@ class Pipeline:
                 assert item.job is not None
                 output = self.converter.convert(item.job, job_key, relative_to=ref.name)
                 outputs += self._write(output, sources)
-                jobs.append({"key": job_key, "status": "converted",
-                             "annotations": output.report["counts"]["annotations"]})
+                jobs.append(
+                    {
+                        "key": job_key,
+                        "status": "converted",
+                        "annotations": output.report["counts"]["annotations"],
+                    }
+                )
             except ConversionError as exc:
                 failed = self._fail(job_key, sources, exc)
                 outputs += failed.outputs
                 errors += failed.errors
                 jobs.append({"key": job_key, "status": "failed", "error": exc.as_dict()})
-        status = "converted" if not errors else ("partial" if len(errors) < len(jobs)
-                                                  else "failed")
-        report = {"converter": CONVERTER, "key": key, "status": status, "source": sources[0],
-                  "sources": sources, "jobs": jobs, "outputs": sorted(outputs)}
+        status = "converted" if not errors else ("partial" if len(errors) < len(jobs) else "failed")
+        report = {
+            "converter": CONVERTER,
+            "key": key,
+            "status": status,
+            "source": sources[0],
+            "sources": sources,
+            "jobs": jobs,
+            "outputs": sorted(outputs),
+        }
         self.out.write(f"{key}/report.json", dump_json(report), "application/json")
-        return Outcome(status, key, outputs=[*outputs, f"{key}/report.json"], errors=errors,
-                       report=report)
+        return Outcome(
+            status, key, outputs=[*outputs, f"{key}/report.json"], errors=errors, report=report
+        )
 
     def _write(self, output: JobOutput, sources: list[dict[str, Any]]) -> list[str]:
         names = []

@@ -20,8 +20,12 @@ _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return (struct.pack(">I", len(data)) + kind + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def _raw_segment(data: bytes, level: int = 6) -> bytes:
@@ -57,24 +61,33 @@ def _adler_zeros(adler: int, count: int) -> int:
     return (b << 16) | a
 
 
-def encode_box_bitmask(box: npt.NDArray[np.bool_], x0: int, y0: int, width: int,
-                       height: int) -> bytes:
+def encode_box_bitmask(
+    box: npt.NDArray[np.bool_], x0: int, y0: int, width: int, height: int
+) -> bytes:
     """A full-size 1-bit greyscale PNG (0/255 when decoded) that is `box` at (x0, y0)."""
     h, w = box.shape
     row_bytes = (width + 7) // 8 + 1  # filter byte + packed pixels
     shift = x0 % 8
     byte0 = x0 // 8
-    packed = np.packbits(box, axis=1) if shift == 0 else np.packbits(
-        np.pad(box, ((0, 0), (shift, 0))), axis=1)
+    packed = (
+        np.packbits(box, axis=1)
+        if shift == 0
+        else np.packbits(np.pad(box, ((0, 0), (shift, 0))), axis=1)
+    )
     rows = np.zeros((h, row_bytes), dtype=np.uint8)
-    rows[:, 1 + byte0: 1 + byte0 + packed.shape[1]] = packed[:, : row_bytes - 1 - byte0]
+    rows[:, 1 + byte0 : 1 + byte0 + packed.shape[1]] = packed[:, : row_bytes - 1 - byte0]
     body = rows.tobytes()
     adler = _adler_zeros(1, row_bytes * y0)
     adler = zlib.adler32(body, adler)
     adler = _adler_zeros(adler, row_bytes * (height - y0 - h))
-    stream = (b"\x78\x01" + _zero_run(row_bytes, y0) + _raw_segment(body, 1)
-              + _zero_run(row_bytes, height - y0 - h) + _FINAL_EMPTY_BLOCK
-              + struct.pack(">I", adler))
+    stream = (
+        b"\x78\x01"
+        + _zero_run(row_bytes, y0)
+        + _raw_segment(body, 1)
+        + _zero_run(row_bytes, height - y0 - h)
+        + _FINAL_EMPTY_BLOCK
+        + struct.pack(">I", adler)
+    )
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
 
@@ -83,9 +96,11 @@ def encode_gray(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16]) -> bytes:
     """8- or 16-bit greyscale PNG, fast settings (the index masks are large and simple)."""
     import cv2
 
-    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1,
-                                           cv2.IMWRITE_PNG_STRATEGY,
-                                           cv2.IMWRITE_PNG_STRATEGY_RLE])
+    ok, buf = cv2.imencode(
+        ".png",
+        image,
+        [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE],
+    )
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return bytes(buf.tobytes())

@@ -57,8 +57,11 @@ def decode_mask(data: bytes, max_pixels: int, pointer: str = "") -> Mask:
     if size is None:
         raise ConversionError("invalid_mask", "the mask PNG header is unreadable", pointer)
     if size[0] * size[1] > max_pixels:
-        raise TooLargeError("mask_too_large", f"mask is {size[0]}x{size[1]} = "
-                            f"{size[0] * size[1]} pixels, limit {max_pixels}", pointer)
+        raise TooLargeError(
+            "mask_too_large",
+            f"mask is {size[0]}x{size[1]} = {size[0] * size[1]} pixels, limit {max_pixels}",
+            pointer,
+        )
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ConversionError("invalid_mask", "the mask PNG does not decode", pointer)
@@ -114,13 +117,22 @@ def color_regions(packed: npt.NDArray[np.uint32]) -> dict[int, Region]:
     x0 = np.minimum.reduceat(cols, bounds)
     x1 = np.maximum.reduceat(ends, bounds)
     pixels = np.add.reduceat(ends - cols, bounds)
-    return {int(colors[i]): Region(int(colors[i]), int(x0[i]), int(rows[b]), int(x1[i]),
-                                   int(rows[last[i]]) + 1, int(pixels[i]))
-            for i, b in enumerate(bounds)}
+    return {
+        int(colors[i]): Region(
+            int(colors[i]),
+            int(x0[i]),
+            int(rows[b]),
+            int(x1[i]),
+            int(rows[last[i]]) + 1,
+            int(pixels[i]),
+        )
+        for i, b in enumerate(bounds)
+    }
 
 
-def box_rle(box: npt.NDArray[np.bool_], x0: int, y0: int, width: int, height: int
-            ) -> dict[str, Any]:
+def box_rle(
+    box: npt.NDArray[np.bool_], x0: int, y0: int, width: int, height: int
+) -> dict[str, Any]:
     """Compressed COCO RLE of a full-size mask that is `box` at (x0, y0), from the box alone.
 
     COCO counts run down columns.  A zero row under the box separates its columns, and each
@@ -142,8 +154,7 @@ def box_polygons(box: npt.NDArray[np.uint8]) -> tuple[list[list[float]], int, in
     """Outer contours (box coordinates, pixel-corner convention) and counts of outers/holes."""
     contours, hierarchy = cv2.findContours(box, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     polygons, outers, holes = [], 0, 0
-    for contour, info in zip(contours, hierarchy[0] if hierarchy is not None else [],
-                             strict=False):
+    for contour, info in zip(contours, hierarchy[0] if hierarchy is not None else [], strict=False):
         if info[3] >= 0:
             holes += 1
             continue
@@ -177,8 +188,9 @@ class RasterResult:
     stats: dict[str, Any]
 
 
-def add_regions(builder: CocoBuilder, mask: Mask, entries: Sequence[LegendEntry],
-                options: Options) -> RasterResult:
+def add_regions(
+    builder: CocoBuilder, mask: Mask, entries: Sequence[LegendEntry], options: Options
+) -> RasterResult:
     """Add one annotation per legend colour present; return the mask files and legend."""
     width, height = mask.width, mask.height
     regions = color_regions(mask.packed)
@@ -187,8 +199,11 @@ def add_regions(builder: CocoBuilder, mask: Mask, entries: Sequence[LegendEntry]
     semantic = np.zeros((height, width), dtype=semantic_dtype)
     instances = np.zeros((height, width), dtype=np.uint16)
     legend_colors = {e.rgb for e in entries}
-    unknown = [{"color": f"#{c:06x}", "pixels": r.pixels} for c, r in sorted(regions.items())
-               if c not in legend_colors and c != UNLABELED]
+    unknown = [
+        {"color": f"#{c:06x}", "pixels": r.pixels}
+        for c, r in sorted(regions.items())
+        if c not in legend_colors and c != UNLABELED
+    ]
     transparent = regions[UNLABELED].pixels if UNLABELED in regions else 0
     files: dict[str, bytes] = {}
     legend_entries: list[dict[str, Any]] = []
@@ -197,9 +212,15 @@ def add_regions(builder: CocoBuilder, mask: Mask, entries: Sequence[LegendEntry]
     for entry in entries:
         cid = builder.ids[entry.label]
         region = regions.get(entry.rgb)
-        row: dict[str, Any] = {"color": f"#{entry.hex}", "label": entry.label,
-                               "instance": entry.instance, "category_id": cid,
-                               "annotation_id": None, "pixels": 0, "mask": None}
+        row: dict[str, Any] = {
+            "color": f"#{entry.hex}",
+            "label": entry.label,
+            "instance": entry.instance,
+            "category_id": cid,
+            "annotation_id": None,
+            "pixels": 0,
+            "mask": None,
+        }
         if region is None:
             legend_entries.append(row)
             continue
@@ -211,15 +232,19 @@ def add_regions(builder: CocoBuilder, mask: Mask, entries: Sequence[LegendEntry]
         kinds["rle" if isinstance(segmentation, dict) else "polygon"] += 1
         fields: dict[str, Any] = {
             "bbox": [region.x0, region.y0, region.x1 - region.x0, region.y1 - region.y0],
-            "area": area, "segmentation": segmentation,
-            "attributes": {}, "gt_id": entry.gt_id, "color": f"#{entry.hex}",
+            "area": area,
+            "segmentation": segmentation,
+            "attributes": {},
+            "gt_id": entry.gt_id,
+            "color": f"#{entry.hex}",
         }
         if entry.instance is not None:
             fields["instance"] = entry.instance
         ann = builder.add_annotation(entry.label, fields)
         if ann["id"] > 0xFFFF:
-            raise TooLargeError("too_many_annotations",
-                                "instances.png holds at most 65535 annotation ids")
+            raise TooLargeError(
+                "too_many_annotations", "instances.png holds at most 65535 annotation ids"
+            )
         semantic[window][box] = cid
         instances[window][box] = ann["id"]
         name = f"masks/colors/{entry.hex}.png"
@@ -230,25 +255,43 @@ def add_regions(builder: CocoBuilder, mask: Mask, entries: Sequence[LegendEntry]
     files["masks/semantic.png"] = encode_gray(semantic)
     files["masks/instances.png"] = encode_gray(instances)
     labeled = int(sum(r["pixels"] for r in legend_entries))
-    legend = {"width": width, "height": height, "entries": legend_entries,
-              "unlabeled_pixels": width * height - labeled, "unknown_colors": unknown}
+    legend = {
+        "width": width,
+        "height": height,
+        "entries": legend_entries,
+        "unlabeled_pixels": width * height - labeled,
+        "unknown_colors": unknown,
+    }
     from .jsonio import dump_json
 
     files["masks/legend.json"] = dump_json(legend)
     if unknown:
-        builder.notes.append(Note("ignored", "unknown_colors", "",
-                                  f"{len(unknown)} mask colour(s) not in the legend, "
-                                  f"{sum(u['pixels'] for u in unknown)} pixels left unlabeled"))
-    stats = {"regions": sum(kinds.values()), "polygons": kinds["polygon"], "rle": kinds["rle"],
-             "legend_colors": len(entries), "absent_colors": sum(1 for e in entries if e.rgb not in regions),
-             "unknown_colors": len(unknown), "transparent_pixels": transparent,
-             "polygon_iou_min": round(min(ious), 4) if ious else None,
-             "polygon_iou_mean": round(sum(ious) / len(ious), 4) if ious else None}
+        builder.notes.append(
+            Note(
+                "ignored",
+                "unknown_colors",
+                "",
+                f"{len(unknown)} mask colour(s) not in the legend, "
+                f"{sum(u['pixels'] for u in unknown)} pixels left unlabeled",
+            )
+        )
+    stats = {
+        "regions": sum(kinds.values()),
+        "polygons": kinds["polygon"],
+        "rle": kinds["rle"],
+        "legend_colors": len(entries),
+        "absent_colors": sum(1 for e in entries if e.rgb not in regions),
+        "unknown_colors": len(unknown),
+        "transparent_pixels": transparent,
+        "polygon_iou_min": round(min(ious), 4) if ious else None,
+        "polygon_iou_mean": round(sum(ious) / len(ious), 4) if ious else None,
+    }
     return RasterResult(files, stats)
 
 
-def _segmentation(box: npt.NDArray[np.bool_], region: Region, width: int, height: int,
-                  options: Options) -> tuple[Any, float | None, int]:
+def _segmentation(
+    box: npt.NDArray[np.bool_], region: Region, width: int, height: int, options: Options
+) -> tuple[Any, float | None, int]:
     """Polygons when faithful (IoU >= 0.95 with the pixels), else exact RLE.
 
     `area` is what pycocotools computes for the segmentation (SPEC §4): the pixel count
@@ -261,7 +304,9 @@ def _segmentation(box: npt.NDArray[np.bool_], region: Region, width: int, height
             iou, area = polygon_iou(polygons, box)
             if iou >= MIN_POLYGON_IOU:
                 offset = np.array([region.x0, region.y0], dtype=np.float64)
-                shifted = [np.round(np.asarray(p).reshape(-1, 2) + offset, 2).reshape(-1).tolist()
-                           for p in polygons]
+                shifted = [
+                    np.round(np.asarray(p).reshape(-1, 2) + offset, 2).reshape(-1).tolist()
+                    for p in polygons
+                ]
                 return shifted, iou, area
     return box_rle(box, region.x0, region.y0, width, height), None, region.pixels

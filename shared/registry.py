@@ -62,8 +62,9 @@ def parse_seed(data: bytes) -> list[str]:
 class CategoryRegistry:
     """The registry object in an output store; `ensure` is safe under concurrent writers."""
 
-    def __init__(self, store: ObjectStore, seed: list[str] | None = None,
-                 attempts: int = 50) -> None:
+    def __init__(
+        self, store: ObjectStore, seed: list[str] | None = None, attempts: int = 50
+    ) -> None:
         self.store, self.seed, self.attempts = store, seed or [], attempts
 
     def read(self) -> dict[str, Any]:
@@ -82,8 +83,12 @@ class CategoryRegistry:
             if not changed:
                 return ids_of(merged)
             try:
-                self.store.write(REGISTRY_NAME, dump_json(merged), "application/json",
-                                 if_generation_match=generation)
+                self.store.write(
+                    REGISTRY_NAME,
+                    dump_json(merged),
+                    "application/json",
+                    if_generation_match=generation,
+                )
                 return ids_of(merged)
             except PreconditionFailed:
                 continue  # another writer won the race: re-read and merge again

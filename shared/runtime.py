@@ -14,9 +14,11 @@ from .storage import GcsStore, ObjectStore, parse_gs_uri
 
 
 def fetch_policy(config: Config, **overrides: object) -> FetchPolicy:
-    base = FetchPolicy(max_bytes=config.limits.fetch_max_bytes,
-                       timeout_s=config.limits.fetch_timeout_s,
-                       allow_hosts=config.fetch_allow_hosts)
+    base = FetchPolicy(
+        max_bytes=config.limits.fetch_max_bytes,
+        timeout_s=config.limits.fetch_timeout_s,
+        allow_hosts=config.fetch_allow_hosts,
+    )
     return FetchPolicy(**{**base.__dict__, **overrides})  # type: ignore[arg-type]
 
 
@@ -38,15 +40,22 @@ def load_seed(location: str, reader: UrlReader) -> list[str]:
     return parse_seed(path.read_bytes())
 
 
-def build_converter(config: Config, out: ObjectStore, *, local_root: Path | None = None,
-                    policy: FetchPolicy | None = None, resolver: Resolver = system_resolver,
-                    open_bucket: bool = True) -> Converter:
+def build_converter(
+    config: Config,
+    out: ObjectStore,
+    *,
+    local_root: Path | None = None,
+    policy: FetchPolicy | None = None,
+    resolver: Resolver = system_resolver,
+    open_bucket: bool = True,
+) -> Converter:
     fetcher = Fetcher(policy or fetch_policy(config), resolver)
     reader = UrlReader(fetcher, _bucket if open_bucket else None, local_root)
     registry = CategoryRegistry(out, seed=load_seed(config.categories_seed, reader))
     return Converter(config, reader, registry)
 
 
-def build_pipeline(config: Config, source: ObjectStore, out: ObjectStore,
-                   **kwargs: object) -> Pipeline:
+def build_pipeline(
+    config: Config, source: ObjectStore, out: ObjectStore, **kwargs: object
+) -> Pipeline:
     return Pipeline(source, out, build_converter(config, out, **kwargs))  # type: ignore[arg-type]

@@ -33,7 +33,8 @@ def validate(config: Config) -> None:
     if config.input_bucket == config.output_bucket:
         raise ConfigurationError(
             f"INPUT_BUCKET and OUTPUT_BUCKET are both {config.input_bucket!r}: outputs would "
-            "re-trigger the function; use two buckets")
+            "re-trigger the function; use two buckets"
+        )
 
 
 def _int(value: Any) -> int | None:
@@ -75,26 +76,42 @@ class Service:
 
     # -- storage trigger -----------------------------------------------------------------
 
-    def handle_event(self, attributes: Mapping[str, Any], data: Mapping[str, Any] | None,
-                     now: float | None = None) -> Outcome:
+    def handle_event(
+        self,
+        attributes: Mapping[str, Any],
+        data: Mapping[str, Any] | None,
+        now: float | None = None,
+    ) -> Outcome:
         started = time.monotonic()
         now = time.time() if now is None else now
         data = data or {}
-        fields = {"event_id": attributes.get("id"), "bucket": data.get("bucket"),
-                  "object": data.get("name"), "generation": data.get("generation")}
+        fields = {
+            "event_id": attributes.get("id"),
+            "bucket": data.get("bucket"),
+            "object": data.get("name"),
+            "generation": data.get("generation"),
+        }
         outcome = self._event_outcome(attributes, data, now)
         severity = {"failed": "ERROR", "partial": "WARNING"}.get(outcome.status, "INFO")
         message = f"{outcome.status}: {data.get('name')}"
         if outcome.reason:
             message += f" ({outcome.reason})"
         errors = [e["error"] for e in outcome.errors] or None
-        log(severity, message, outcome=outcome.status, key=outcome.key, errors=errors,
-            outputs=len(outcome.outputs), duration_ms=round((time.monotonic() - started) * 1000),
-            **fields)
+        log(
+            severity,
+            message,
+            outcome=outcome.status,
+            key=outcome.key,
+            errors=errors,
+            outputs=len(outcome.outputs),
+            duration_ms=round((time.monotonic() - started) * 1000),
+            **fields,
+        )
         return outcome
 
-    def _event_outcome(self, attributes: Mapping[str, Any], data: Mapping[str, Any],
-                       now: float) -> Outcome:
+    def _event_outcome(
+        self, attributes: Mapping[str, Any], data: Mapping[str, Any], now: float
+    ) -> Outcome:
         name = str(data.get("name") or "")
         if attributes.get("type") != FINALIZED:
             return Outcome("skipped", name, f"event type {attributes.get('type')} is not handled")
@@ -102,21 +119,35 @@ class Service:
             return Outcome("skipped", name, f"bucket {data.get('bucket')} is not INPUT_BUCKET")
         age = _age_seconds(attributes.get("time") or data.get("timeCreated"), now)
         if age is not None and age > self.config.max_event_age_s:
-            return Outcome("skipped", name, f"stale event: {age:.0f}s old, limit "
-                           f"{self.config.max_event_age_s}s")
-        ref = SourceRef(str(data["bucket"]), name, _int(data.get("generation")),
-                        _int(data.get("size")), dict(data.get("metadata") or {}))
+            return Outcome(
+                "skipped",
+                name,
+                f"stale event: {age:.0f}s old, limit {self.config.max_event_age_s}s",
+            )
+        ref = SourceRef(
+            str(data["bucket"]),
+            name,
+            _int(data.get("generation")),
+            _int(data.get("size")),
+            dict(data.get("metadata") or {}),
+        )
         try:
             return self.pipeline.process(ref)
         except TransientError as exc:
-            log("ERROR", f"transient failure, the platform will retry: {exc}",
-                event_id=attributes.get("id"), object=name, outcome="retry")
+            log(
+                "ERROR",
+                f"transient failure, the platform will retry: {exc}",
+                event_id=attributes.get("id"),
+                object=name,
+                outcome="retry",
+            )
             raise
 
     # -- HTTP --------------------------------------------------------------------------
 
-    def handle_http(self, method: str, path: str, content_type: str | None, body: bytes
-                    ) -> Response:
+    def handle_http(
+        self, method: str, path: str, content_type: str | None, body: bytes
+    ) -> Response:
         route = path.rstrip("/") or "/"
         if route not in {"/convert", "/process"}:
             return 404, error_body("not_found", f"no route {path}; use POST /convert or /process")
@@ -124,8 +155,9 @@ class Service:
             return 405, error_body("method_not_allowed", "use POST")
         media = (content_type or "").split(";")[0].strip().lower()
         if media not in JSON_TYPES:
-            return 415, error_body("unsupported_media_type",
-                                   f"send application/json, not {media or 'nothing'}")
+            return 415, error_body(
+                "unsupported_media_type", f"send application/json, not {media or 'nothing'}"
+            )
         limit = self.config.limits.max_json_bytes
         if len(body) > limit:
             return 413, error_body("body_too_large", f"body is {len(body)} bytes, limit {limit}")
@@ -136,8 +168,9 @@ class Service:
         except TooLargeError as exc:
             return 413, {"error": exc.as_dict()}
         except ConversionError as exc:
-            status = 400 if exc.code in {"invalid_json", "invalid_encoding",
-                                         "json_too_deep"} else 422
+            status = (
+                400 if exc.code in {"invalid_json", "invalid_encoding", "json_too_deep"} else 422
+            )
             return status, {"error": exc.as_dict()}
 
     def _convert(self, body: bytes, media: str) -> Response:
@@ -163,19 +196,30 @@ class Service:
     def _process(self, body: bytes) -> Response:
         converter = self.pipeline.converter
         request = converter.load(body, "request.json")
-        if not isinstance(request, dict) or not isinstance(request.get("name"), str) \
-                or not isinstance(request.get("bucket"), str):
+        if (
+            not isinstance(request, dict)
+            or not isinstance(request.get("name"), str)
+            or not isinstance(request.get("bucket"), str)
+        ):
             return 400, error_body("invalid_request", 'send {"bucket", "name", "generation"?}')
         if request["bucket"] != self.config.input_bucket:
-            return 403, error_body("bucket_not_allowed",
-                                   f"only the input bucket {self.config.input_bucket} is "
-                                   "processed", "/bucket")
+            return 403, error_body(
+                "bucket_not_allowed",
+                f"only the input bucket {self.config.input_bucket} is processed",
+                "/bucket",
+            )
         info = self.source.stat(request["name"])
         if info is None:
             return 404, error_body("not_found", f"no object {request['name']}", "/name")
         generation = _int(request.get("generation")) or info.generation
-        outcome = self.pipeline.process(SourceRef(request["bucket"], request["name"],
-                                                  generation, info.size, info.metadata))
-        return 200, {"status": outcome.status, "key": outcome.key, "reason": outcome.reason,
-                     "outputs": outcome.outputs, "errors": outcome.errors,
-                     "report": outcome.report}
+        outcome = self.pipeline.process(
+            SourceRef(request["bucket"], request["name"], generation, info.size, info.metadata)
+        )
+        return 200, {
+            "status": outcome.status,
+            "key": outcome.key,
+            "reason": outcome.reason,
+            "outputs": outcome.outputs,
+            "errors": outcome.errors,
+            "report": outcome.report,
+        }

@@ -51,13 +51,15 @@ class ObjectStore(Protocol):
 
     def read(self, name: str, generation: int | None = None) -> bytes: ...
 
-    def read_range(self, name: str, start: int, end: int,
-                   generation: int | None = None) -> bytes: ...
+    def read_range(
+        self, name: str, start: int, end: int, generation: int | None = None
+    ) -> bytes: ...
 
     def read_if_exists(self, name: str) -> tuple[bytes, int] | None: ...
 
-    def write(self, name: str, data: bytes, content_type: str,
-              if_generation_match: int | None = None) -> int: ...
+    def write(
+        self, name: str, data: bytes, content_type: str, if_generation_match: int | None = None
+    ) -> int: ...
 
     def list(self, prefix: str = "") -> list[str]: ...
 
@@ -103,8 +105,7 @@ class LocalStore:
         except (FileNotFoundError, IsADirectoryError) as exc:
             raise NotFound(name) from exc
 
-    def read_range(self, name: str, start: int, end: int,
-                   generation: int | None = None) -> bytes:
+    def read_range(self, name: str, start: int, end: int, generation: int | None = None) -> bytes:
         try:
             with self._path(name).open("rb") as f:
                 f.seek(start)
@@ -128,8 +129,9 @@ class LocalStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def write(self, name: str, data: bytes, content_type: str,
-              if_generation_match: int | None = None) -> int:
+    def write(
+        self, name: str, data: bytes, content_type: str, if_generation_match: int | None = None
+    ) -> int:
         path = self._path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():
@@ -147,8 +149,11 @@ class LocalStore:
         base = self._path(prefix) if prefix else self.root
         if base.is_file():
             return [prefix]
-        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*")
-                      if p.is_file() and not p.name.startswith("."))
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
 
 
 class MemoryStore:
@@ -179,8 +184,7 @@ class MemoryStore:
                 raise NotFound(f"{name}#{generation}")
             return data
 
-    def read_range(self, name: str, start: int, end: int,
-                   generation: int | None = None) -> bytes:
+    def read_range(self, name: str, start: int, end: int, generation: int | None = None) -> bytes:
         return self.read(name, generation)[start:end]
 
     def read_if_exists(self, name: str) -> tuple[bytes, int] | None:
@@ -190,16 +194,24 @@ class MemoryStore:
             data, gen, _ = self.objects[name]
             return data, gen
 
-    def write(self, name: str, data: bytes, content_type: str,
-              if_generation_match: int | None = None, metadata: dict[str, str] | None = None
-              ) -> int:
+    def write(
+        self,
+        name: str,
+        data: bytes,
+        content_type: str,
+        if_generation_match: int | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> int:
         with self._lock:
             current = self.objects.get(name, (b"", 0, {}))[1]
             if if_generation_match is not None and current != if_generation_match:
                 raise PreconditionFailed(name)
             self._generation += 1
-            self.objects[name] = (bytes(data), self._generation,
-                                  metadata if metadata is not None else {OUTPUT_MARKER: "1"})
+            self.objects[name] = (
+                bytes(data),
+                self._generation,
+                metadata if metadata is not None else {OUTPUT_MARKER: "1"},
+            )
             return self._generation
 
     def list(self, prefix: str = "") -> list[str]:
@@ -266,14 +278,14 @@ class GcsStore:
             data: bytes = self._bucket.blob(name, generation=generation).download_as_bytes()
             return data
 
-    def read_range(self, name: str, start: int, end: int,
-                   generation: int | None = None) -> bytes:
+    def read_range(self, name: str, start: int, end: int, generation: int | None = None) -> bytes:
         if end <= start:
             return b""
         with _translated(name):
             try:
                 data: bytes = self._bucket.blob(name, generation=generation).download_as_bytes(
-                    start=start, end=end - 1)
+                    start=start, end=end - 1
+                )
             except Exception as exc:  # 416: the range starts past the end of the object
                 if getattr(exc, "code", None) == 416:
                     return b""
@@ -293,8 +305,9 @@ class GcsStore:
                 raise
         return data, int(blob.generation)
 
-    def write(self, name: str, data: bytes, content_type: str,
-              if_generation_match: int | None = None) -> int:
+    def write(
+        self, name: str, data: bytes, content_type: str, if_generation_match: int | None = None
+    ) -> int:
         with _translated(name):
             blob = self._bucket.blob(name)
             blob.metadata = {OUTPUT_MARKER: "1"}
@@ -303,14 +316,22 @@ class GcsStore:
                 kwargs["if_generation_match"] = if_generation_match
             from google.cloud.storage.retry import DEFAULT_RETRY
 
-            blob.upload_from_string(data, content_type=content_type,
-                                    retry=DEFAULT_RETRY.with_timeout(_retry_deadline()), **kwargs)
+            blob.upload_from_string(
+                data,
+                content_type=content_type,
+                retry=DEFAULT_RETRY.with_timeout(_retry_deadline()),
+                **kwargs,
+            )
         return int(blob.generation or 0)
 
     def list(self, prefix: str = "") -> list[str]:
         with _translated(prefix):
-            return sorted(b.name for b in (self._client or gcs_client()).list_blobs(
-                self.bucket, prefix=prefix or None))
+            return sorted(
+                b.name
+                for b in (self._client or gcs_client()).list_blobs(
+                    self.bucket, prefix=prefix or None
+                )
+            )
 
 
 def parse_gs_uri(uri: str) -> tuple[str, str]:
@@ -335,25 +356,24 @@ class PrefixStore:
 
     def stat(self, name: str) -> ObjectInfo | None:
         info = self.inner.stat(self.prefix + name)
-        return None if info is None else ObjectInfo(name, info.size, info.generation,
-                                                    info.metadata)
+        return None if info is None else ObjectInfo(name, info.size, info.generation, info.metadata)
 
     def read(self, name: str, generation: int | None = None) -> bytes:
         return self.inner.read(self.prefix + name, generation)
 
-    def read_range(self, name: str, start: int, end: int,
-                   generation: int | None = None) -> bytes:
+    def read_range(self, name: str, start: int, end: int, generation: int | None = None) -> bytes:
         return self.inner.read_range(self.prefix + name, start, end, generation)
 
     def read_if_exists(self, name: str) -> tuple[bytes, int] | None:
         return self.inner.read_if_exists(self.prefix + name)
 
-    def write(self, name: str, data: bytes, content_type: str,
-              if_generation_match: int | None = None) -> int:
+    def write(
+        self, name: str, data: bytes, content_type: str, if_generation_match: int | None = None
+    ) -> int:
         return self.inner.write(self.prefix + name, data, content_type, if_generation_match)
 
     def list(self, prefix: str = "") -> list[str]:
-        return [n[len(self.prefix):] for n in self.inner.list(self.prefix + prefix)]
+        return [n[len(self.prefix) :] for n in self.inner.list(self.prefix + prefix)]
 
 
 def open_store(location: str) -> ObjectStore:

@@ -41,7 +41,7 @@ def load_coco(doc: dict[str, Any] | Path | bytes) -> COCO:
         assert ann["iscrowd"] == 0
         x, y, w, h = ann["bbox"]
         image = images[ann["image_id"]]
-        assert 0 <= x and 0 <= y and x + w <= image["width"] + 1e-6
+        assert x >= 0 and y >= 0 and x + w <= image["width"] + 1e-6
         assert y + h <= image["height"] + 1e-6
         assert ann["area"] >= 0
         seg = ann["segmentation"]
@@ -50,7 +50,7 @@ def load_coco(doc: dict[str, Any] | Path | bytes) -> COCO:
                 assert all(len(p) >= 6 and len(p) % 2 == 0 for p in seg), "bad polygon"
             mask = coco.annToMask(ann)
             assert mask.shape == (image["height"], image["width"])
-            assert int(mask.sum()) == int(round(ann["area"])), "area != decoded pixels"
+            assert int(mask.sum()) == round(ann["area"]), "area != decoded pixels"
     return coco
 
 

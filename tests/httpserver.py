@@ -19,7 +19,7 @@ class CountingServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 outer.hits.append(self.path)
                 answer = outer.routes.get(self.path, (404, {}, b"not found"))
                 status, headers, body = answer() if callable(answer) else answer

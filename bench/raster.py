@@ -1,0 +1,86 @@
+"""Raster splitting: ours vs the guide's per-colour algorithm, vs the decode+encode floor.
+
+`python -m bench.raster` runs 1920x1080 with 20/200/1000 colours; `--full` adds 4096x3072
+and 8192x8192 with 200 (the guide's baseline is skipped there unless `--guide-all`: it
+takes minutes).  Peak memory is tracemalloc's (numpy allocations are traced).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import tracemalloc
+
+import cv2
+import numpy as np
+
+from shared.coco import CocoBuilder, ImageSize
+from shared.config import Options
+from shared.gt_studio import Job
+from shared.legend import parse_legend
+from shared.raster import add_regions, decode_mask
+from tests.masks import encode_png, legend_for, paint, palette
+
+
+def guide_split(data: bytes) -> dict[str, list[np.ndarray]]:
+    """The guide's split_mask: sort every pixel, then one full pass per colour."""
+    mask = np.ascontiguousarray(cv2.imdecode(np.frombuffer(data, np.uint8),
+                                             cv2.IMREAD_UNCHANGED)[..., :3])
+    colors = np.unique(mask.reshape(-1, 3), axis=0)
+    out = {}
+    for color in colors:
+        binary = np.all(mask == color, axis=-1).astype(np.uint8)
+        contours, _ = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
+        out["#{:02x}{:02x}{:02x}".format(*color[::-1])] = [c[:, 0, :] for c in contours]
+    return out
+
+
+def ours(data: bytes, entries: list, ids: dict[str, int]) -> dict[str, bytes]:
+    mask = decode_mask(data, 1 << 40)
+    builder = CocoBuilder(Job("", None, None, None, mask.width, mask.height),
+                          ImageSize(mask.width, mask.height, "mask"), ids, Options(), "k")
+    return add_regions(builder, mask, entries, Options()).files
+
+
+def floor(data: bytes, files: dict[str, bytes]) -> None:
+    """Decode the mask and encode PNGs like ours, with the same library and settings."""
+    cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    for name in ("masks/semantic.png", "masks/instances.png"):
+        image = cv2.imdecode(np.frombuffer(files[name], np.uint8), cv2.IMREAD_UNCHANGED)
+        cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1,
+                                     cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
+
+
+def timed(fn, *args) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    cases = [(1920, 1080, 20), (1920, 1080, 200), (1920, 1080, 1000)]
+    if "--full" in sys.argv:
+        cases += [(4096, 3072, 200), (8192, 8192, 200)]
+    print(f"{'mask':>10} {'colours':>7} {'guide s':>8} {'ours s':>7} {'speed-up':>8} "
+          f"{'floor s':>7} {'vs floor':>8} {'peak/RGBA':>9}")
+    for width, height, n in cases:
+        colors = palette(n)
+        data = encode_png(paint(width, height, colors))
+        entries, _ = parse_legend(legend_for(colors), None, "")
+        ids = {"road": 1, "car": 2}
+        ours(data, entries, ids)  # warm caches (zero-row deflate segments, imports)
+        ours_s, files = timed(ours, data, entries, ids)
+        floor_s, _ = timed(floor, data, files)
+        tracemalloc.start()
+        ours(data, entries, ids)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        run_guide = width * height <= 1920 * 1080 or "--guide-all" in sys.argv
+        guide_s = timed(guide_split, data)[0] if run_guide else float("nan")
+        print(f"{width}x{height:<5} {n:>7} {guide_s:>8.2f} {ours_s:>7.3f} "
+              f"{guide_s / ours_s:>7.0f}x {floor_s:>7.3f} {ours_s / floor_s:>7.2f}x "
+              f"{peak / (width * height * 4):>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()

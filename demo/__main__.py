@@ -43,7 +43,7 @@ def preview(client: storage.Client, key: str, image_name: str) -> Path:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     for ann in coco["annotations"]:
         color = tuple(int(v) for v in np.random.default_rng(ann["category_id"]).integers(60, 255, 3))
-        x, y, w, h = (int(round(v)) for v in ann["bbox"])
+        x, y, w, h = (round(v) for v in ann["bbox"])
         cv2.rectangle(image, (x, y), (x + w, y + h), color, 2)
         if isinstance(ann.get("segmentation"), list):
             for poly in ann["segmentation"]:

@@ -450,34 +450,23 @@ def parse_shape(kind: str, item: Any, pointer: str, limits: Limits) -> Shape:
     names = [n for n, _ in named]
     coords = dict(named)
     edges = _edges(item.get("edges"), pointer_join(pointer, "edges"), notes)
-    if kind == "polygon":
-        order, how = order_polygon(names, edges)
-        if how != "edges" and (edges or item.get("edges") is not None):
+    if kind in {"polygon", "line"}:
+        if kind == "polygon":
+            order, how = order_polygon(names, edges)
+            broken = how != "edges" and (bool(edges) or item.get("edges") is not None)
+            reason, shape_word = f"polygon_{how}", "ring"
+        else:
+            chain = chain_from_edges(names, edges) if edges else None
+            order = chain or natural_sorted(names)
+            broken = bool(edges) and chain is None
+            reason, shape_word = "line_natural_order", "chain"
+        if broken:
             notes.append(
                 Note(
                     "repaired",
-                    f"polygon_{how}",
+                    reason,
                     pointer_join(pointer, "edges"),
-                    "edges do not form one ring",
-                )
-            )
-        return Shape(
-            **base,
-            points=tuple(coords[n] for n in order),
-            point_names=tuple(order),
-            edges=tuple(edges),
-            notes=tuple(notes),
-        )
-    if kind == "line":
-        chain = chain_from_edges(names, edges) if edges else None
-        order = chain or natural_sorted(names)
-        if edges and chain is None:
-            notes.append(
-                Note(
-                    "repaired",
-                    "line_natural_order",
-                    pointer_join(pointer, "edges"),
-                    "edges do not form one chain",
+                    f"edges do not form one {shape_word}",
                 )
             )
         return Shape(

@@ -24,7 +24,7 @@ from .imagesize import size_from_chunks
 from .jsonio import dump_json, load_json, load_json_lines
 from .legend import parse_legend
 from .registry import CategoryRegistry
-from .storage import OUTPUT_MARKER, NotFound, ObjectStore
+from .storage import OUTPUT_MARKER, NotFound, ObjectStore, content_type_for
 
 EXPORT_SUFFIXES = (".json", ".jsonl", ".png")
 OUTPUT_FILES = {"coco.json", "extras.json", "report.json", "legend.json"}
@@ -418,7 +418,7 @@ class Pipeline:
         names = []
         for rel in sorted(output.files):
             name = f"{output.key}/{rel}"
-            self.out.write(name, output.files[rel], _content_type(rel))
+            self.out.write(name, output.files[rel], content_type_for(rel))
             names.append(name)
         report = {**output.report, "source": sources[0], "sources": sources, "outputs": names}
         self.out.write(f"{output.key}/report.json", dump_json(report), "application/json")
@@ -430,7 +430,3 @@ class Pipeline:
         doc = error_document(sources, key, exc)
         self.out.write(name, dump_json(doc), "application/json")
         return Outcome("failed", key, exc.message, outputs=[name], errors=[doc])
-
-
-def _content_type(name: str) -> str:
-    return "image/png" if name.endswith(".png") else "application/json"

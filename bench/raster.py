@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import cv2
 import numpy as np
@@ -17,15 +19,16 @@ import numpy as np
 from shared.coco import CocoBuilder, ImageSize
 from shared.config import Options
 from shared.gt_studio import Job
-from shared.legend import parse_legend
+from shared.legend import LegendEntry, parse_legend
 from shared.raster import add_regions, decode_mask
 from tests.masks import encode_png, legend_for, paint, palette
 
 
 def guide_split(data: bytes) -> dict[str, list[np.ndarray]]:
     """The guide's split_mask: sort every pixel, then one full pass per colour."""
-    mask = np.ascontiguousarray(cv2.imdecode(np.frombuffer(data, np.uint8),
-                                             cv2.IMREAD_UNCHANGED)[..., :3])
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded is not None
+    mask = np.ascontiguousarray(decoded[..., :3])
     colors = np.unique(mask.reshape(-1, 3), axis=0)
     out = {}
     for color in colors:
@@ -35,7 +38,7 @@ def guide_split(data: bytes) -> dict[str, list[np.ndarray]]:
     return out
 
 
-def ours(data: bytes, entries: list, ids: dict[str, int]) -> dict[str, bytes]:
+def ours(data: bytes, entries: list[LegendEntry], ids: dict[str, int]) -> dict[str, bytes]:
     mask = decode_mask(data, 1 << 40)
     builder = CocoBuilder(Job("", None, None, None, mask.width, mask.height),
                           ImageSize(mask.width, mask.height, "mask"), ids, Options(), "k")
@@ -47,13 +50,18 @@ def floor(data: bytes, files: dict[str, bytes]) -> None:
     cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     for name in ("masks/semantic.png", "masks/instances.png"):
         image = cv2.imdecode(np.frombuffer(files[name], np.uint8), cv2.IMREAD_UNCHANGED)
+        assert image is not None
         cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1,
                                      cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
 
 
-def timed(fn, *args) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def timed(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[float, T]:
     start = time.perf_counter()
-    result = fn(*args)
+    result = fn(*args, **kwargs)
     return time.perf_counter() - start, result
 
 

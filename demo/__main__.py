@@ -41,6 +41,8 @@ def preview(client: storage.Client, key: str, image_name: str) -> Path:
     coco = json.loads(client.bucket(OUT).blob(f"{key}/coco.json").download_as_bytes())
     data = client.bucket(IN).blob(image_name).download_as_bytes()
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SystemExit(f"demo: {image_name} is not an image")
     for ann in coco["annotations"]:
         color = tuple(int(v) for v in np.random.default_rng(ann["category_id"]).integers(60, 255, 3))
         x, y, w, h = (round(v) for v in ann["bbox"])

@@ -233,8 +233,8 @@ class CocoBuilder:
             for a, b in shape.edges
             if a in by_name and b in by_name and a != b
         }
-        skeleton = sorted({tuple(b) for b in skeleton} | bones)  # type: ignore[arg-type]
-        self.keypoints[shape.label] = (names, [list(b) for b in skeleton])
+        merged = sorted({tuple(b) for b in skeleton} | bones)
+        self.keypoints[shape.label] = (names, [list(b) for b in merged])
         slots: dict[int, tuple[Pixel, int]] = {
             kid: (p, v) for kid, p, v in zip(shape.keypoint_ids, pts, shape.visibility, strict=True)
         }

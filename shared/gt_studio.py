@@ -216,14 +216,14 @@ def parse_job(doc: Any, pointer: str, limits: Limits) -> Job:
         return None, None
 
     width, height = size_from((doc, pointer), (outer, outer_pointer))
-    common = {
-        "pointer": pointer,
-        "reference_id": reference_id,
-        "image_url": _url(doc, "image_url", pointer),
-        "image_url_original": _url(doc, "image_url_original", pointer),
-        "width": width,
-        "height": height,
-    }
+    common = Job(
+        pointer=pointer,
+        reference_id=reference_id,
+        image_url=_url(doc, "image_url", pointer),
+        image_url_original=_url(doc, "image_url_original", pointer),
+        width=width,
+        height=height,
+    )
     if isinstance(doc.get("maker_response"), dict):
         return _parse_container(
             doc["maker_response"],
@@ -244,15 +244,15 @@ def parse_job(doc: Any, pointer: str, limits: Limits) -> Job:
         ptr = pointer_join(pointer, "annotations")
         if isinstance(anns, list):
             shapes, unsupported, notes = _parse_typed_list(anns, ptr, limits)
-            return Job(
-                **common, shapes=tuple(shapes), unsupported=tuple(unsupported), notes=tuple(notes)
+            return replace(
+                common, shapes=tuple(shapes), unsupported=tuple(unsupported), notes=tuple(notes)
             )
         if isinstance(anns, dict) or anns is None:
             return _parse_container(anns or {}, ptr, doc, pointer, common, limits)
         raise ConversionError("invalid_type", "annotations must be an object or a list", ptr)
     if "url" in doc and "legend" in doc:  # flat raster result
-        return Job(
-            **common,
+        return replace(
+            common,
             raster=RasterSpec(
                 _url(doc, "url", pointer), doc["legend"], doc.get("instances"), pointer
             ),
@@ -296,7 +296,7 @@ def _parse_container(
     pointer: str,
     build: Mapping[str, Any],
     build_pointer: str,
-    common: dict[str, Any],
+    common: Job,
     limits: Limits,
 ) -> Job:
     shapes: list[Shape] = []
@@ -341,8 +341,8 @@ def _parse_container(
             shapes.extend(
                 _parse_tracker(tracker, pointer_join(vptr, "data", "annotations", i), limits)
             )
-    return Job(
-        **common,
+    return replace(
+        common,
         shapes=tuple(shapes),
         raster=raster,
         frames=tuple(frames),
@@ -431,21 +431,22 @@ def parse_shape(kind: str, item: Any, pointer: str, limits: Limits) -> Shape:
     attributes, attr_note = normalise_attributes(
         item.get("attributes"), pointer_join(pointer, "attributes")
     )
-    base = {
-        "kind": kind,
-        "label": label.strip(),
-        "gt_id": gt_id,
-        "attributes": attributes,
-        "pointer": pointer,
-    }
+    base = Shape(
+        kind=kind,
+        label=label.strip(),
+        gt_id=gt_id,
+        attributes=attributes,
+        points=(),
+        pointer=pointer,
+    )
     notes = [attr_note] if attr_note else []
     if kind == "rectangle":
         points = _point_list(item, "coordinates", pointer, limits)
-        return Shape(**base, points=tuple(p for _, p in points), notes=tuple(notes))
+        return replace(base, points=tuple(p for _, p in points), notes=tuple(notes))
     if kind == "cuboid":
         found = _collect_points(item, pointer, limits)
         raw = {k: v for k, v in item.items() if k not in {"attributes", "label", "_id", "id"}}
-        return Shape(**base, points=tuple(found), raw=raw, notes=tuple(notes))
+        return replace(base, points=tuple(found), raw=raw, notes=tuple(notes))
     named = _point_list(item, "points", pointer, limits)
     names = [n for n, _ in named]
     coords = dict(named)
@@ -469,8 +470,8 @@ def parse_shape(kind: str, item: Any, pointer: str, limits: Limits) -> Shape:
                     f"edges do not form one {shape_word}",
                 )
             )
-        return Shape(
-            **base,
+        return replace(
+            base,
             points=tuple(coords[n] for n in order),
             point_names=tuple(order),
             edges=tuple(edges),
@@ -478,7 +479,7 @@ def parse_shape(kind: str, item: Any, pointer: str, limits: Limits) -> Shape:
         )
     # landmark
     order = natural_sorted(names)
-    raw_points = item.get("points")
+    raw_points: Any = item.get("points")  # validated by _point_list above
     ids, vis = [], []
     for position, name in enumerate(order, start=1):
         spec = raw_points[name] if isinstance(raw_points, dict) else raw_points[int(name)]
@@ -488,8 +489,8 @@ def parse_shape(kind: str, item: Any, pointer: str, limits: Limits) -> Shape:
         raise ConversionError(
             "invalid_landmark", "two points name the same keypoint", pointer_join(pointer, "points")
         )
-    return Shape(
-        **base,
+    return replace(
+        base,
         points=tuple(coords[n] for n in order),
         point_names=tuple(order),
         keypoint_ids=tuple(ids),

@@ -105,10 +105,11 @@ def parse_legend(legend: Any, instances: Any, pointer: str) -> tuple[list[Legend
             by_instance[color] = LegendEntry(
                 color, label, number, None if gt_id is None else str(gt_id)
             )
-    for key in sorted(legend or {}):
+    by_key: dict[str, Any] = legend or {}
+    for key in sorted(by_key):
         ptr = pointer_join(pointer, "legend", key)
         color = parse_color(key)
-        text = _label_text(legend[key])  # type: ignore[index]
+        text = _label_text(by_key[key])
         if color is None:
             notes.append(Note("ignored", "malformed_color", ptr, f"legend key {key!r}"))
             continue

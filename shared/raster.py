@@ -21,6 +21,7 @@ from .config import Options
 from .errors import ConversionError, TooLargeError
 from .gt_studio import Note
 from .imagesize import size_from_header
+from .jsonio import dump_json
 from .legend import LegendEntry
 from .pngwrite import encode_box_bitmask, encode_gray
 
@@ -66,7 +67,7 @@ def decode_mask(data: bytes, max_pixels: int, pointer: str = "") -> Mask:
     if image is None:
         raise ConversionError("invalid_mask", "the mask PNG does not decode", pointer)
     if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
+        image = np.right_shift(image, 8).astype(np.uint8)
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGRA)
     elif image.shape[2] == 2:  # grey + alpha
@@ -199,7 +200,7 @@ def add_regions(
     semantic = np.zeros((height, width), dtype=semantic_dtype)
     instances = np.zeros((height, width), dtype=np.uint16)
     legend_colors = {e.rgb for e in entries}
-    unknown = [
+    unknown: list[dict[str, Any]] = [
         {"color": f"#{c:06x}", "pixels": r.pixels}
         for c, r in sorted(regions.items())
         if c not in legend_colors and c != UNLABELED
@@ -262,8 +263,6 @@ def add_regions(
         "unlabeled_pixels": width * height - labeled,
         "unknown_colors": unknown,
     }
-    from .jsonio import dump_json
-
     files["masks/legend.json"] = dump_json(legend)
     if unknown:
         builder.notes.append(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
+from typing import Any
 
 from .config import Config
 from .errors import ConversionError
@@ -13,13 +15,13 @@ from .registry import CategoryRegistry, parse_seed
 from .storage import GcsStore, ObjectStore, parse_gs_uri
 
 
-def fetch_policy(config: Config, **overrides: object) -> FetchPolicy:
+def fetch_policy(config: Config, **overrides: Any) -> FetchPolicy:
     base = FetchPolicy(
         max_bytes=config.limits.fetch_max_bytes,
         timeout_s=config.limits.fetch_timeout_s,
         allow_hosts=config.fetch_allow_hosts,
     )
-    return FetchPolicy(**{**base.__dict__, **overrides})  # type: ignore[arg-type]
+    return dataclasses.replace(base, **overrides)
 
 
 @functools.cache
@@ -56,6 +58,7 @@ def build_converter(
 
 
 def build_pipeline(
-    config: Config, source: ObjectStore, out: ObjectStore, **kwargs: object
+    config: Config, source: ObjectStore, out: ObjectStore, **kwargs: Any
 ) -> Pipeline:
-    return Pipeline(source, out, build_converter(config, out, **kwargs))  # type: ignore[arg-type]
+    """A pipeline from `source` to `out`; keyword arguments go to `build_converter`."""
+    return Pipeline(source, out, build_converter(config, out, **kwargs))

@@ -177,7 +177,7 @@ class Service:
         converter = self.pipeline.converter
         name = "body.jsonl" if "ndjson" in media or "jsonl" in media else "body.json"
         parsed = converter.parse(converter.load(body, name))
-        results = []
+        results: list[dict[str, Any]] = []
         for item in parsed:
             key = item.subkey or "body"
             try:

@@ -57,11 +57,12 @@ def function_server(target: str, signature: str, env: dict[str, str],
                     source: Path = ROOT / "functions" / "main.py",
                     python: str = sys.executable, log: Path | None = None) -> Iterator[str]:
     port = free_port()
-    out = log.open("wb") if log else subprocess.DEVNULL
+    log_file = log.open("wb") if log else None
     process = subprocess.Popen(
         [python, "-m", "functions_framework", "--source", str(source), "--target", target,
          "--signature-type", signature, "--host", "127.0.0.1", "--port", str(port)],
-        env=env, cwd=source.parent, stdout=out, stderr=subprocess.STDOUT)
+        env=env, cwd=source.parent, stdout=log_file or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}"
@@ -71,8 +72,8 @@ def function_server(target: str, signature: str, env: dict[str, str],
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-        if log:
-            out.close()  # type: ignore[union-attr]
+        if log_file:
+            log_file.close()
 
 
 def object_data(bucket: str, name: str, generation: int, size: int,

@@ -7,13 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.functions.conftest import OUT, job, outputs, upload
+from tests.functions.conftest import OUT, Gcs, Trigger, job, outputs, upload
 from tests.functions.harness import post_event
 
 pytestmark = pytest.mark.xdist_group("functions-concurrency")
 
 
-def test_concurrent_new_labels_each_registered_once(gcs, trigger) -> None:
+def test_concurrent_new_labels_each_registered_once(gcs: Gcs, trigger: Trigger) -> None:
     _, client = gcs
     events = [upload(client, f"labels/{i}.json", json.dumps(job(label=f"new-{i}")).encode())
               for i in range(20)]

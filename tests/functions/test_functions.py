@@ -14,9 +14,19 @@ import pytest
 import requests
 
 from tests.cocoutil import load_coco
-from tests.functions.conftest import IN, OUT, generations, job, outputs, upload
+from tests.functions.conftest import (
+    IN,
+    OUT,
+    Gcs,
+    Trigger,
+    generations,
+    job,
+    outputs,
+    upload,
+)
 from tests.functions.harness import (
     ROOT,
+    FaultProxy,
     function_env,
     post_event,
 )
@@ -26,7 +36,7 @@ pytestmark = pytest.mark.xdist_group("functions")
 
 
 @pytest.mark.parametrize("mode", ["binary", "structured"])
-def test_vector_job_converts_in_both_event_modes(gcs, trigger, mode) -> None:
+def test_vector_job_converts_in_both_event_modes(gcs: Gcs, trigger: Trigger, mode: str) -> None:
     _, client = gcs
     data = upload(client, f"{mode}/job.json", json.dumps(job()).encode())
     response = post_event(trigger[0], data, mode)
@@ -41,7 +51,7 @@ def test_vector_job_converts_in_both_event_modes(gcs, trigger, mode) -> None:
     assert report["outputs"] == [f"{mode}/job/coco.json"]
 
 
-def test_segmentation_job_reads_its_mask_through_the_adapter(gcs, trigger) -> None:
+def test_segmentation_job_reads_its_mask_through_the_adapter(gcs: Gcs, trigger: Trigger) -> None:
     _, client = gcs
     rgba = np.zeros((60, 80, 4), np.uint8)
     rgba[10:30, 10:40] = (0, 0, 255, 255)  # BGRA: red
@@ -59,7 +69,7 @@ def test_segmentation_job_reads_its_mask_through_the_adapter(gcs, trigger) -> No
     assert sorted(a["area"] for a in coco.dataset["annotations"]) == [600, 1600]
 
 
-def test_batch_and_poison_inputs(gcs, trigger) -> None:
+def test_batch_and_poison_inputs(gcs: Gcs, trigger: Trigger) -> None:
     _, client = gcs
     lines = "\n".join(json.dumps(job(label=f"b{i}") | {"reference_id": f"j{i}"})
                       for i in range(3))
@@ -79,8 +89,8 @@ def test_batch_and_poison_inputs(gcs, trigger) -> None:
     assert {"event_id", "bucket", "generation", "outcome", "duration_ms"} <= set(failed[0])
 
 
-def test_storage_fault_gives_500_and_a_clean_retry_completes_identically(gcs, trigger,
-                                                                         proxy) -> None:
+def test_storage_fault_gives_500_and_a_clean_retry_completes_identically(gcs: Gcs, trigger: Trigger,
+                                                                         proxy: FaultProxy) -> None:
     _, client = gcs
     body = json.dumps(job(label="fault")).encode()
     reference = upload(client, "fault/clean.json", body)
@@ -97,7 +107,7 @@ def test_storage_fault_gives_500_and_a_clean_retry_completes_identically(gcs, tr
     assert sorted(json.loads(got["fault/job/report.json"])["outputs"]) == ["fault/job/coco.json"]
 
 
-def test_repeated_delivery_gives_one_set_of_outputs(gcs, trigger) -> None:
+def test_repeated_delivery_gives_one_set_of_outputs(gcs: Gcs, trigger: Trigger) -> None:
     _, client = gcs
     data = upload(client, "dup/job.json", json.dumps(job()).encode())
     event_id = uuid.uuid4().hex
@@ -115,7 +125,7 @@ def test_repeated_delivery_gives_one_set_of_outputs(gcs, trigger) -> None:
     assert got["dup/concurrent/coco.json"] == outputs(client, "dup/job/")["dup/job/coco.json"]
 
 
-def test_own_outputs_and_stale_events_do_nothing(gcs, trigger) -> None:
+def test_own_outputs_and_stale_events_do_nothing(gcs: Gcs, trigger: Trigger) -> None:
     _, client = gcs
     body = json.dumps(job()).encode()
     own = upload(client, "loop/job.json", body) | {"metadata": {"gtcoco-output": "1"}}
@@ -127,7 +137,7 @@ def test_own_outputs_and_stale_events_do_nothing(gcs, trigger) -> None:
     assert outputs(client, "_errors/loop/") == {}
 
 
-def test_equal_buckets_refuse_to_start(gcs) -> None:
+def test_equal_buckets_refuse_to_start(gcs: Gcs) -> None:
     env = function_env(gcs[0], IN, IN)
     result = subprocess.run(
         [sys.executable, "-m", "functions_framework", "--source",
@@ -137,7 +147,7 @@ def test_equal_buckets_refuse_to_start(gcs) -> None:
     assert b"INPUT_BUCKET and OUTPUT_BUCKET are both" in result.stderr + result.stdout
 
 
-def test_process_runs_the_trigger_for_input_objects_only(gcs, api) -> None:
+def test_process_runs_the_trigger_for_input_objects_only(gcs: Gcs, api: str) -> None:
     _, client = gcs
     upload(client, "http/job.json", json.dumps(job()).encode())
     response = requests.post(f"{api}/process", json={"bucket": IN, "name": "http/job.json"},
@@ -161,7 +171,9 @@ def test_process_runs_the_trigger_for_input_objects_only(gcs, api) -> None:
     (json.dumps(job(size=False) | {"image_url": "http://169.254.169.254/x.jpg"}).encode(),
      "application/json", 422, "image_size_unavailable"),
 ])
-def test_convert_errors_are_json(api, body, content_type, status, code) -> None:
+def test_convert_errors_are_json(
+    api: str, body: bytes, content_type: str, status: int, code: str
+) -> None:
     response = requests.post(f"{api}/convert", data=body, timeout=60,
                              headers={"Content-Type": content_type})
     assert response.status_code == status
@@ -169,7 +181,7 @@ def test_convert_errors_are_json(api, body, content_type, status, code) -> None:
     assert error["code"] == code and error["message"] and "pointer" in error
 
 
-def test_convert_returns_coco(api) -> None:
+def test_convert_returns_coco(api: str) -> None:
     response = requests.post(f"{api}/convert", json=job(), timeout=60)
     assert response.status_code == 200
     load_coco(response.json())
@@ -177,7 +189,7 @@ def test_convert_returns_coco(api) -> None:
     assert requests.post(f"{api}/nope", json={}, timeout=60).status_code == 404
 
 
-def test_cli_reads_and_writes_gs(gcs, tmp_path: Path) -> None:
+def test_cli_reads_and_writes_gs(gcs: Gcs, tmp_path: Path) -> None:
     _, client = gcs
     upload(client, "cli/a.json", json.dumps(job()).encode())
     result = subprocess.run([sys.executable, "-m", "shared.cli", "convert", f"gs://{IN}/cli/",

@@ -20,7 +20,7 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize("argv", [[], ["convert"], ["convert", "x.json"], ["frobnicate"],
                                   ["convert", "/does/not/exist", "--out", "/tmp/x"]])
-def test_usage_errors_exit_2(argv, capsys) -> None:
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert run(*argv)[0] == 2
 
 

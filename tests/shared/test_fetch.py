@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import ipaddress
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from shared.errors import ConversionError, TooLargeError, TransientError
-from shared.fetch import Fetcher, FetchPolicy, UrlReader
+from shared.fetch import Fetcher, FetchPolicy, Resolver, UrlReader
 from shared.imagesize import size_from_chunks
 from tests.httpserver import CountingServer
 
@@ -19,7 +21,7 @@ LOOPBACK_ONLY = (ipaddress.ip_network("127.0.0.1/32"),)
 HTTP = frozenset({"http", "https"})
 
 
-def resolver_to(address: str):
+def resolver_to(address: str) -> Resolver:
     def resolve(host: str, port: int) -> list[str]:
         return [address]
 
@@ -27,7 +29,7 @@ def resolver_to(address: str):
 
 
 @pytest.fixture
-def victim():
+def victim() -> Iterator[CountingServer]:
     """A server standing where a refused request would land: it must see no hit."""
     with CountingServer("127.0.0.1", {"/": (200, {}, b"secret")}) as server:
         yield server
@@ -46,7 +48,7 @@ def victim():
     "file:///etc/passwd",
     "http://user:pw@example.com/",
 ])
-def test_non_public_targets_are_refused_without_a_request(victim, url) -> None:
+def test_non_public_targets_are_refused_without_a_request(victim: CountingServer, url: str) -> None:
     # Even with http allowed and the name resolving to loopback, nothing is sent.
     fetcher = Fetcher(FetchPolicy(schemes=HTTP), resolver_to("127.0.0.1"))
     with pytest.raises(ConversionError) as info:
@@ -55,7 +57,7 @@ def test_non_public_targets_are_refused_without_a_request(victim, url) -> None:
     assert victim.hits == []
 
 
-def test_default_policy_refuses_plain_http(victim) -> None:
+def test_default_policy_refuses_plain_http(victim: CountingServer) -> None:
     with pytest.raises(ConversionError, match="scheme 'http'"):
         next(Fetcher(FetchPolicy()).chunks(victim.url()))
     assert victim.hits == []
@@ -63,7 +65,7 @@ def test_default_policy_refuses_plain_http(victim) -> None:
 
 @pytest.mark.parametrize("address", ["10.0.0.1", "192.168.1.1", "169.254.169.254", "127.0.0.1",
                                      "fd00::1", "172.16.5.4"])
-def test_public_name_resolving_to_private_address_is_refused(victim, address) -> None:
+def test_public_name_resolving_to_private_address_is_refused(victim: CountingServer, address: str) -> None:
     fetcher = Fetcher(FetchPolicy(schemes=HTTP), resolver_to(address))
     with pytest.raises(ConversionError, match="non-public address"):
         next(fetcher.chunks(f"http://images.example.com:{victim.port}/"))
@@ -72,7 +74,7 @@ def test_public_name_resolving_to_private_address_is_refused(victim, address) ->
 
 @pytest.mark.parametrize("target", ["http://127.0.0.2:{port}/", "http://169.254.169.254/",
                                     "http://10.0.0.1/", "http://rebind.example:{port}/"])
-def test_redirects_to_non_public_targets_are_refused(target) -> None:
+def test_redirects_to_non_public_targets_are_refused(target: str) -> None:
     with CountingServer("127.0.0.2", {"/": (200, {}, b"secret")}) as hidden:
         location = target.format(port=hidden.port)
         with CountingServer("127.0.0.1", {"/img": (302, {"Location": location}, b"")}) as front:
@@ -97,7 +99,7 @@ def test_allowed_redirect_is_followed_and_size_is_capped() -> None:
             b"".join(Fetcher(small).chunks(server.url("/b"), chunk_size=512))
 
 
-def test_allow_list_narrows_hosts(victim) -> None:
+def test_allow_list_narrows_hosts(victim: CountingServer) -> None:
     policy = FetchPolicy(schemes=HTTP, trusted_networks=LOOPBACK_ONLY,
                          allow_hosts=("cdn.example.com", "gs://only-bucket"))
     with pytest.raises(ConversionError, match="allow-list"):
@@ -121,7 +123,7 @@ def test_status_codes_map_to_failure_kinds() -> None:
 
 
 def test_slow_server_times_out_as_transient() -> None:
-    def slow():
+    def slow() -> tuple[int, dict[str, str], bytes]:
         time.sleep(2)
         return 200, {}, b"late"
 
@@ -132,14 +134,14 @@ def test_slow_server_times_out_as_transient() -> None:
             b"".join(fetcher.chunks(server.url("/slow")))
 
 
-def test_local_files_only_from_the_command_line(tmp_path) -> None:
+def test_local_files_only_from_the_command_line(tmp_path: Path) -> None:
     reader = UrlReader(Fetcher(FetchPolicy()))
     with pytest.raises(ConversionError, match="command line"):
         next(reader.chunks(str(tmp_path / "a.png")))
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
-def test_image_size_reads_only_the_header(fmt) -> None:
+def test_image_size_reads_only_the_header(fmt: str) -> None:
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8)  # 12 MP
     buffer = io.BytesIO()

@@ -28,7 +28,7 @@ def test_natural_sort_puts_p10_after_p9() -> None:
 
 
 @given(st.lists(point, min_size=2, max_size=8), st.randoms())
-def test_box_is_min_max_of_clipped_points_whatever_the_order(points, rnd) -> None:
+def test_box_is_min_max_of_clipped_points_whatever_the_order(points: list[tuple[float, float]], rnd: random.Random) -> None:
     shuffled = list(points)
     rnd.shuffle(shuffled)
     item = {"label": "x", "coordinates": [{"x": x, "y": y} for x, y in shuffled]}
@@ -46,7 +46,7 @@ def test_box_is_min_max_of_clipped_points_whatever_the_order(points, rnd) -> Non
 
 
 @given(st.integers(min_value=3, max_value=40), st.randoms())
-def test_polygon_order_follows_edges(n, rnd) -> None:
+def test_polygon_order_follows_edges(n: int, rnd: random.Random) -> None:
     names = [f"p{i}" for i in range(1, n + 1)]
     cycle = list(names)
     rnd.shuffle(cycle)
@@ -63,7 +63,7 @@ def test_polygon_order_follows_edges(n, rnd) -> None:
 
 
 @given(st.integers(min_value=4, max_value=30), st.randoms())
-def test_one_broken_edge_is_repaired_by_closing_the_chain(n, rnd) -> None:
+def test_one_broken_edge_is_repaired_by_closing_the_chain(n: int, rnd: random.Random) -> None:
     names = [f"p{i}" for i in range(1, n + 1)]
     edges = [(names[i], names[i + 1]) for i in range(n - 1)] + [(names[-1], names[-1])]
     rnd.shuffle(edges)
@@ -81,7 +81,7 @@ def test_unusable_edges_fall_back_to_natural_order() -> None:
 
 @settings(max_examples=200)
 @given(st.lists(point, min_size=1, max_size=12))
-def test_polygon_has_positive_area_or_is_reported_dropped(points) -> None:
+def test_polygon_has_positive_area_or_is_reported_dropped(points: list[tuple[float, float]]) -> None:
     item = {"label": "x", "points": {f"p{i}": {"x": x, "y": y} for i, (x, y) in
                                      enumerate(points, start=1)}}
     builder = _builder(_job())

@@ -27,7 +27,7 @@ def _normalised(path: Path) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def produced(tmp_path_factory) -> Path:
+def produced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("golden")
     code = main(["convert", str(INPUTS), "--out", str(out), "-q"], out=io.StringIO())
     assert code == 0
@@ -39,7 +39,7 @@ def _files(root: Path) -> dict[str, Path]:
             if p.is_file() and not p.name.startswith(".")}
 
 
-def test_outputs_match_golden_files(produced) -> None:
+def test_outputs_match_golden_files(produced: Path) -> None:
     got = _files(produced)
     if os.environ.get("UPDATE_GOLDEN"):
         for rel, path in got.items():
@@ -52,20 +52,20 @@ def test_outputs_match_golden_files(produced) -> None:
         assert _normalised(path) == expected[rel].read_bytes(), rel
 
 
-def test_every_golden_coco_loads_in_pycocotools(produced) -> None:
+def test_every_golden_coco_loads_in_pycocotools(produced: Path) -> None:
     cocos = sorted(produced.rglob("coco.json"))
     assert len(cocos) >= 12
     for path in cocos:
         load_coco(path)
 
 
-def test_rerun_is_byte_identical(produced, tmp_path) -> None:
+def test_rerun_is_byte_identical(produced: Path, tmp_path: Path) -> None:
     assert main(["convert", str(INPUTS), "--out", str(tmp_path), "-q"], out=io.StringIO()) == 0
     for rel, path in _files(produced).items():
         assert _normalised(path) == _normalised(tmp_path / rel), rel
 
 
-def test_golden_highlights(produced) -> None:
+def test_golden_highlights(produced: Path) -> None:
     """Spot checks that say what the golden files are meant to show."""
     rects = json.loads((produced / "job_build_rectangles" / "coco.json").read_text())
     boxes = {a["gt_id"]: a["bbox"] for a in rects["annotations"]}

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -9,13 +10,13 @@ from hypothesis import strategies as st
 
 from shared.config import Limits
 from shared.errors import ConversionError
-from shared.gt_studio import is_bare_legend, parse_job, parse_shape, split_jobs
+from shared.gt_studio import Job, is_bare_legend, parse_job, parse_shape, split_jobs
 
 GOLDEN = Path(__file__).parent.parent / "data" / "golden" / "inputs"
 RECT = {"_id": "r", "label": "car", "coordinates": [{"x": 0.1, "y": 0.1}, {"x": 0.2, "y": 0.3}]}
 
 
-def _jobs(doc):
+def _jobs(doc: Any) -> list[Job]:
     return [parse_job(item, ptr, Limits()) for ptr, item in split_jobs(doc, Limits())]
 
 
@@ -40,7 +41,7 @@ def _jobs(doc):
                      id="typed-list"),
     ],
 )
-def test_every_documented_shape_is_recognised(doc, reference_id, kinds) -> None:
+def test_every_documented_shape_is_recognised(doc: Any, reference_id: str | None, kinds: list[str]) -> None:
     (job,) = _jobs(doc)
     assert job.reference_id == reference_id
     assert [s.kind for s in job.shapes] == kinds
@@ -55,7 +56,7 @@ def test_flat_raster_and_segmentation_build_are_recognised() -> None:
 
 
 @pytest.mark.parametrize("value", [None, [], {}, {"data": None}, {"data": []}])
-def test_missing_null_or_empty_type_lists_are_fine(value) -> None:
+def test_missing_null_or_empty_type_lists_are_fine(value: Any) -> None:
     job = parse_job({"image_url": "u", "maker_response": {"polygons": value}}, "", Limits())
     assert job.shapes == ()
 
@@ -70,7 +71,7 @@ def test_missing_null_or_empty_type_lists_are_fine(value) -> None:
         (None, {}),
     ],
 )
-def test_attribute_variants(raw, expected) -> None:
+def test_attribute_variants(raw: Any, expected: dict[str, Any]) -> None:
     shape = parse_shape("rectangle", {**RECT, "attributes": raw}, "", Limits())
     assert shape.attributes == expected
 
@@ -117,7 +118,7 @@ json_values = st.recursive(
 
 
 @given(json_values)
-def test_parser_never_crashes_on_arbitrary_json(doc) -> None:
+def test_parser_never_crashes_on_arbitrary_json(doc: Any) -> None:
     """Any JSON either parses or raises ConversionError with a pointer: never anything else."""
     try:
         for ptr, item in split_jobs(doc, Limits()):

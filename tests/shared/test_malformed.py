@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,15 +19,16 @@ GOOD = {"image_url": "https://x.example/a.jpg", "width": 100, "height": 100,
                                                          {"x": 0.5, "y": 0.5}]}]}}}
 
 
-def rect(coords):
+def rect(coords: Any) -> dict[str, Any]:
     return {"image_url": "https://x.example/a.jpg", "width": 100, "height": 100,
             "maker_response": {"rectangles": {"data": [{"label": "car", "coordinates": coords}]}}}
 
 
-def deep(n):
+def deep(n: int) -> str:
     return "[" * n + "]" * n
 
 
+Run = tuple[int, Path, str]  # exit code, output folder, stdout
 R0 = "/maker_response/rectangles/data/0"
 CASES = [
     # (name, file bytes, error key, code, pointer)
@@ -81,7 +83,7 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[int, Path, str]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, str]:
     src = tmp_path_factory.mktemp("src")
     out = tmp_path_factory.mktemp("out")
     for name, data, *_ in CASES:
@@ -98,7 +100,7 @@ def run(tmp_path_factory) -> tuple[int, Path, str]:
 
 @pytest.mark.parametrize(("key", "code", "pointer"), [c[2:] for c in CASES],
                          ids=[c[0] for c in CASES])
-def test_each_malformed_input_gets_a_specific_error(run, key, code, pointer) -> None:
+def test_each_malformed_input_gets_a_specific_error(run: Run, key: str, code: str, pointer: str) -> None:
     _, out, _ = run
     doc = json.loads((out / "_errors" / f"{key}.json").read_text())
     assert doc["error"]["code"] == code
@@ -108,7 +110,7 @@ def test_each_malformed_input_gets_a_specific_error(run, key, code, pointer) -> 
     assert not (out / key / "report.json").exists()
 
 
-def test_the_rest_of_the_run_still_converts(run) -> None:
+def test_the_rest_of_the_run_still_converts(run: Run) -> None:
     code, out, stdout = run
     assert code == 1
     load_coco(out / "good" / "coco.json")
@@ -117,7 +119,7 @@ def test_the_rest_of_the_run_still_converts(run) -> None:
     assert summary.startswith("gtcoco: ") and f"{len(CASES) + 1} failed" in summary
 
 
-def test_a_bad_job_in_a_batch_fails_alone(run) -> None:
+def test_a_bad_job_in_a_batch_fails_alone(run: Run) -> None:
     _, out, _ = run
     load_coco(out / "mixed_batch" / "ok" / "coco.json")
     err = json.loads((out / "_errors" / "mixed_batch" / "bad.json").read_text())
@@ -128,7 +130,7 @@ def test_a_bad_job_in_a_batch_fails_alone(run) -> None:
     assert [j["status"] for j in report["jobs"]] == ["converted", "failed"]
 
 
-def test_a_bad_jsonl_line_names_its_line(run) -> None:
+def test_a_bad_jsonl_line_names_its_line(run: Run) -> None:
     _, out, _ = run
     err = json.loads((out / "_errors" / "lines.json").read_text())["error"]
     assert err["code"] == "invalid_json" and err["message"].startswith("line 2:")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,22 +18,23 @@ from shared.config import Config, Limits, Options
 from shared.errors import ConversionError
 from shared.fetch import Fetcher, FetchPolicy, UrlReader
 from shared.legend import parse_legend
-from shared.pipeline import Converter, SourceRef
+from shared.pipeline import Converter, Outcome, SourceRef
 from shared.raster import UNLABELED, decode_mask
 from shared.registry import CategoryRegistry
 from shared.runtime import build_pipeline
 from shared.storage import MemoryStore
 from tests.cocoutil import decode, load_coco
-from tests.httpserver import CountingServer
+from tests.httpserver import Answer, CountingServer
 from tests.masks import encode_png, legend_for, paint, palette
 
 W, H = 320, 240
 COLORS = palette(40)
 ABSENT = 0xABCDEF  # in the legend, not in the mask
+Converted = tuple[str, MemoryStore, dict[str, Any]]  # mode, output store, coco.json
 
 
-def convert_pair(png: bytes, legend: dict, options: Options = Options(),
-                 limits: Limits = Limits()) -> tuple[MemoryStore, object]:
+def convert_pair(png: bytes, legend: dict[str, Any], options: Options = Options(),
+                 limits: Limits = Limits()) -> tuple[MemoryStore, Outcome]:
     src, out = MemoryStore("in"), MemoryStore("out")
     src.write("seg/a.png", png, "image/png", metadata={})
     src.write("seg/a.json", json.dumps(legend).encode(), "application/json", metadata={})
@@ -46,7 +49,7 @@ def rgba() -> np.ndarray:
 
 
 @pytest.fixture(scope="module", params=["auto", "rle", "polygon"])
-def converted(request, rgba):
+def converted(request: pytest.FixtureRequest, rgba: np.ndarray) -> Converted:
     legend = legend_for(COLORS) | {f"#{ABSENT:06x}": "car # 999"}
     out, outcome = convert_pair(encode_png(rgba), legend,
                                 Options(raster_segmentation=request.param))
@@ -59,10 +62,12 @@ def packed_of(rgba: np.ndarray) -> np.ndarray:
 
 
 def png(out: MemoryStore, name: str) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(out.read(name), np.uint8), cv2.IMREAD_UNCHANGED)
+    image = cv2.imdecode(np.frombuffer(out.read(name), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert image is not None, f"{name} does not decode"
+    return image
 
 
-def test_each_colour_png_is_exactly_mask_equals_colour(converted, rgba) -> None:
+def test_each_colour_png_is_exactly_mask_equals_colour(converted: Converted, rgba: np.ndarray) -> None:
     _, out, _ = converted
     packed = packed_of(rgba)
     legend = json.loads(out.read("seg/a/masks/legend.json"))
@@ -80,7 +85,7 @@ def test_each_colour_png_is_exactly_mask_equals_colour(converted, rgba) -> None:
     assert written == len(out.list("seg/a/masks/colors/"))
 
 
-def test_index_masks_agree_with_coco(converted, rgba) -> None:
+def test_index_masks_agree_with_coco(converted: Converted, rgba: np.ndarray) -> None:
     mode, out, doc = converted
     coco = load_coco(doc)
     semantic, instances = png(out, "seg/a/masks/semantic.png"), png(out, "seg/a/masks/instances.png")
@@ -102,7 +107,7 @@ def test_index_masks_agree_with_coco(converted, rgba) -> None:
     assert kinds == ({"dict"} if mode == "rle" else {"dict", "list"})
 
 
-def test_holes_are_kept_in_rle(rgba) -> None:
+def test_holes_are_kept_in_rle(rgba: np.ndarray) -> None:
     out, _ = convert_pair(encode_png(rgba), legend_for(COLORS))
     doc = json.loads(out.read("seg/a/coco.json"))
     holed = [a for a in doc["annotations"] if isinstance(a["segmentation"], dict)
@@ -114,7 +119,7 @@ def test_holes_are_kept_in_rle(rgba) -> None:
         assert np.array_equal(decode(coco, ann), instances == ann["id"])
 
 
-def test_report_and_legend_account_for_every_pixel(converted, rgba) -> None:
+def test_report_and_legend_account_for_every_pixel(converted: Converted, rgba: np.ndarray) -> None:
     mode, out, doc = converted
     report = json.loads(out.read("seg/a/report.json"))
     stats = report["raster"]
@@ -143,7 +148,7 @@ def test_report_and_legend_account_for_every_pixel(converted, rgba) -> None:
      [("road", None), ("car", 1)]),
     ({"#00ff00": "car", "#0000ff": "car # 2"}, [("car", 2), ("car", None)]),
 ])
-def test_legend_variations(legend, expected) -> None:
+def test_legend_variations(legend: Any, expected: Any) -> None:
     entries, notes = parse_legend(legend, None, "")
     assert [(e.label, e.instance) for e in entries] == expected
     assert notes == []
@@ -169,7 +174,7 @@ def _png_bytes(array: np.ndarray, mode: str) -> bytes:
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "L", "P"])
-def test_mask_modes_decode_to_the_same_colours(mode) -> None:
+def test_mask_modes_decode_to_the_same_colours(mode: str) -> None:
     grey = np.zeros((8, 8, 3), np.uint8)
     grey[:4] = 200
     grey[4:, :4] = 100
@@ -209,7 +214,9 @@ def test_raster_pair_converts_once_whichever_half_arrives_last() -> None:
     gen = src.write("p/m.json", b'{"#00ff00": "grass"}', "application/json", metadata={})
     second = pipeline.process(SourceRef("in", "p/m.json", gen))
     assert second.status == "converted"
-    again = pipeline.process(SourceRef("in", "p/m.png", src.stat("p/m.png").generation))
+    png_info = src.stat("p/m.png")
+    assert png_info is not None
+    again = pipeline.process(SourceRef("in", "p/m.png", png_info.generation))
     assert again.status == "duplicate"
 
 
@@ -226,9 +233,9 @@ ERRORS = [
 
 
 @pytest.mark.parametrize(("doc", "code", "pointer"), ERRORS, ids=[e[1] for e in ERRORS])
-def test_segmentation_errors(doc, code, pointer) -> None:
+def test_segmentation_errors(doc: dict[str, Any], code: str, pointer: str) -> None:
     huge = _png_bytes(np.zeros((300, 400, 3), np.uint8), "RGB")
-    routes = {"/not-png": (200, {}, b"GIF89a...."), "/huge.png": (200, {}, huge)}
+    routes: dict[str, Answer | Callable[[], Answer]] = {"/not-png": (200, {}, b"GIF89a...."), "/huge.png": (200, {}, huge)}
     with CountingServer(routes=routes) as server:
         policy = FetchPolicy(schemes=frozenset({"http", "https"}),
                              trusted_networks=(ipaddress.ip_network("127.0.0.1/32"),))
@@ -240,6 +247,7 @@ def test_segmentation_errors(doc, code, pointer) -> None:
         with pytest.raises(ConversionError) as info:
             if parsed.error:
                 raise parsed.error
+            assert parsed.job is not None
             converter.convert(parsed.job, "k")
     assert info.value.code == code
     assert info.value.pointer == pointer

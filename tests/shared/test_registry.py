@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -12,8 +14,8 @@ from shared.storage import LocalStore, MemoryStore
 
 
 @given(st.lists(st.lists(st.text(min_size=1, max_size=4), max_size=6), max_size=6))
-def test_merge_is_append_only_and_dense(batches) -> None:
-    registry: dict = {"categories": []}
+def test_merge_is_append_only_and_dense(batches: list[list[str]]) -> None:
+    registry: dict[str, Any] = {"categories": []}
     given_ids: dict[str, int] = {}
     for labels in batches:
         registry, _ = merge_labels(registry, labels)
@@ -28,7 +30,7 @@ def test_merge_is_append_only_and_dense(batches) -> None:
     ('{"categories": [{"id": 2, "name": "car"}, {"id": 1, "name": "person"}]}', ["person", "car"]),
     ("person\n\ncar\n", ["person", "car"]),
 ])
-def test_seed_formats(text, expected) -> None:
+def test_seed_formats(text: str, expected: list[str]) -> None:
     assert parse_seed(text.encode()) == expected
 
 
@@ -40,7 +42,7 @@ def test_seed_makes_ids_independent_of_arrival_order() -> None:
 
 
 @pytest.mark.parametrize("kind", ["memory", "local"])
-def test_concurrent_writers_never_lose_or_duplicate_a_label(kind, tmp_path) -> None:
+def test_concurrent_writers_never_lose_or_duplicate_a_label(kind: str, tmp_path: Path) -> None:
     store = MemoryStore() if kind == "memory" else LocalStore(tmp_path)
 
     def worker(i: int) -> dict[str, int]:

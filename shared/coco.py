@@ -73,13 +73,15 @@ def category_entries(
 
 def _to_pixels(shape: Shape, size: ImageSize) -> tuple[list[Pixel], int]:
     """Normalised -> pixel coordinates clipped to the image, and how many points moved."""
-    clipped = 0
-    out = []
-    for x, y in shape.points:
-        point, moved = clip_point(x * size.width, y * size.height, size.width, size.height)
-        clipped += moved
-        out.append((round_coord(point[0]), round_coord(point[1])))
-    return out, clipped
+    w, h = size.width, size.height
+    pixels = [(x * w, y * h) for x, y in shape.points]
+    inside = [(x, y) for x, y in pixels if 0.0 <= x <= w and 0.0 <= y <= h]
+    if len(inside) != len(pixels):  # rare: clamp point by point and count the moves
+        clamped = [clip_point(x, y, w, h) for x, y in pixels]
+        pixels = [p for p, _ in clamped]
+    clipped = len(pixels) - len(inside)
+    # round_coord inlined: this runs once per vertex
+    return [(round(x, 2) + 0.0, round(y, 2) + 0.0) for x, y in pixels], clipped
 
 
 def polygon_area(flat: Sequence[float], width: int, height: int) -> float:

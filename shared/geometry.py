@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -10,6 +11,7 @@ Point = tuple[float, float]
 _DIGITS = re.compile(r"(\d+)")
 
 
+@functools.lru_cache(maxsize=65536)  # point and edge names repeat across every shape
 def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key putting `p10` after `p9`; digit runs compare as numbers."""
     parts = _DIGITS.split(name)
@@ -21,19 +23,20 @@ def natural_sorted(names: Sequence[str]) -> list[str]:
 
 
 def _walk(start: str, neighbours: dict[str, list[str]], total: int) -> list[str] | None:
-    """Follow a ring from `start`; None unless it visits every point exactly once."""
-    order = [start]
+    """Follow a ring from `start`; None unless it visits every point exactly once.
+
+    Every point has exactly two distinct neighbours (checked by the caller)."""
+    order, seen = [start], {start}
     previous, current = "", start
     while True:
-        options = [n for n in neighbours[current] if n != previous]
-        if not options:
-            return None
-        nxt = options[0]
+        first, second = neighbours[current]
+        nxt = second if first == previous else first
         if nxt == start:
             return order if len(order) == total else None
-        if nxt in order or len(order) >= total:
+        if nxt in seen or len(order) >= total:
             return None
         order.append(nxt)
+        seen.add(nxt)
         previous, current = current, nxt
 
 
@@ -54,7 +57,7 @@ def ring_from_edges(names: Sequence[str], edges: Sequence[tuple[str, str]]) -> l
         neighbours[b].append(a)
     if any(len(v) != 2 or v[0] == v[1] for v in neighbours.values()):
         return None
-    start = natural_sorted(list(names))[0]
+    start = min(names, key=natural_key)
     return _walk(start, neighbours, len(names))
 
 
@@ -104,13 +107,14 @@ def chain_from_edges(names: Sequence[str], edges: Sequence[tuple[str, str]]) -> 
     ends = natural_sorted([n for n, v in neighbours.items() if len(v) == 1])
     if len(ends) != 2 or any(len(v) > 2 for v in neighbours.values()):
         return None
-    order = [ends[0]]
+    order, seen = [ends[0]], {ends[0]}
     previous, current = "", ends[0]
     while current != ends[1]:
         nxt = next(n for n in neighbours[current] if n != previous)
-        if nxt in order:
+        if nxt in seen:
             return None
         order.append(nxt)
+        seen.add(nxt)
         previous, current = current, nxt
     return order if len(order) == len(names) else None
 

@@ -553,22 +553,36 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _coordinate(spec: Any, pointer: str) -> tuple[float, float]:
+_NUMBER = (float, int)  # exact types: bool is an int subclass and must not pass
+
+
+def _coordinate(spec: Any, pointer: str, name: str | None = None) -> tuple[float, float]:
+    """A validated `(x, y)`; the point's pointer is `pointer/name`, built only on error
+    because this runs once per vertex."""
+    x, y = (spec.get("x"), spec.get("y")) if isinstance(spec, dict) else (None, None)
+    if (
+        type(x) in _NUMBER
+        and type(y) in _NUMBER
+        and COORD_MIN <= x <= COORD_MAX  # NaN fails here and takes the slow path
+        and COORD_MIN <= y <= COORD_MAX
+    ):
+        return float(x), float(y)
+    ptr = pointer if name is None else pointer_join(pointer, name)
     if not isinstance(spec, dict):
-        raise ConversionError("invalid_type", "a point must be an object with x and y", pointer)
+        raise ConversionError("invalid_type", "a point must be an object with x and y", ptr)
     out = []
     for axis in ("x", "y"):
         value = spec.get(axis)
-        ptr = pointer_join(pointer, axis)
+        axis_ptr = pointer_join(ptr, axis)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConversionError("invalid_coordinate", f"{axis} must be a number", ptr)
+            raise ConversionError("invalid_coordinate", f"{axis} must be a number", axis_ptr)
         if not math.isfinite(value):
-            raise ConversionError("invalid_coordinate", f"{axis} is {value}", ptr)
+            raise ConversionError("invalid_coordinate", f"{axis} is {value}", axis_ptr)
         if not COORD_MIN <= value <= COORD_MAX:
             raise ConversionError(
                 "coordinate_out_of_range",
                 f"{axis}={value} is far outside the normalised 0..1 range",
-                ptr,
+                axis_ptr,
             )
         out.append(float(value))
     return out[0], out[1]
@@ -594,7 +608,7 @@ def _point_list(
             f"{len(entries)} points in one shape, limit {limits.max_points_per_shape}",
             ptr,
         )
-    return [(str(name), _coordinate(spec, pointer_join(ptr, name))) for name, spec in entries]
+    return [(str(name), _coordinate(spec, ptr, str(name))) for name, spec in entries]
 
 
 def _collect_points(item: Any, pointer: str, limits: Limits) -> list[tuple[float, float]]:
@@ -630,6 +644,9 @@ def _edges(raw: Any, pointer: str, notes: list[Note]) -> list[tuple[str, str]]:
         return []
     edges = []
     for name, pair in entries:
+        if type(pair) is list and len(pair) == 2 and type(pair[0]) is type(pair[1]) is str:
+            edges.append((pair[0], pair[1]))  # the usual shape, checked cheaply
+            continue
         if isinstance(pair, dict):
             pair = [pair.get("from", pair.get("start")), pair.get("to", pair.get("end"))]
         if (

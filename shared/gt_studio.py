@@ -559,7 +559,8 @@ _NUMBER = (float, int)  # exact types: bool is an int subclass and must not pass
 def _coordinate(spec: Any, pointer: str, name: str | None = None) -> tuple[float, float]:
     """A validated `(x, y)`; the point's pointer is `pointer/name`, built only on error
     because this runs once per vertex."""
-    x, y = (spec.get("x"), spec.get("y")) if isinstance(spec, dict) else (None, None)
+    x: Any = spec.get("x") if isinstance(spec, dict) else None
+    y: Any = spec.get("y") if isinstance(spec, dict) else None
     if (
         type(x) in _NUMBER
         and type(y) in _NUMBER

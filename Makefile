@@ -4,16 +4,22 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt functions/requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+# checkov lives in its own venv: it pins a python-hcl2 fork that conflicts with the tests' one.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
+ARCHIVE := infra/build/gtcoco-source.zip
+TERRAFORM ?= terraform
 export NO_GCE_CHECK := true
 export CHECKPOINT_DISABLE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install test lint typecheck unit demo bench clean
+.PHONY: help install test lint typecheck infra-lint unit demo bench archive deploy destroy clean
 
 help:
 	@echo "make demo   - run the pipeline end to end on a local storage emulator"
 	@echo "make test   - lint, type-check and run every test"
 	@echo "make bench  - benchmarks against the guide's algorithms"
+	@echo "make deploy - build the function archive and terraform apply infra/ (needs gcloud auth)"
 
 $(STAMP):
 	rm -rf $(VENV)
@@ -31,10 +37,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+$(CHECKOV_STAMP): requirements-checkov.txt
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q -r requirements-checkov.txt
+	touch $@
+
+# Offline: --skip-download keeps checkov from fetching guidelines or policies.
+infra-lint: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov -d infra --framework terraform --skip-download --quiet --compact
+
 unit: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup
 
-test: lint typecheck unit
+test: lint typecheck infra-lint unit
 
 demo: $(STAMP)
 	$(PY) -m demo
@@ -43,5 +59,16 @@ bench: $(STAMP)
 	$(PY) -m bench.vector
 	$(PY) -m bench.raster
 
+archive: $(STAMP)
+	$(PY) -m infra.build_archive --out $(ARCHIVE)
+
+# One command: build the archive (named by its MD5 in the bucket), then apply.
+deploy: archive
+	$(TERRAFORM) -chdir=infra init -input=false
+	$(TERRAFORM) -chdir=infra apply
+
+destroy:
+	$(TERRAFORM) -chdir=infra destroy
+
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache demo-output
+	rm -rf $(VENV) $(CHECKOV_VENV) build *.egg-info .mypy_cache .ruff_cache demo-output

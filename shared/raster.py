@@ -143,10 +143,13 @@ def box_rle(
     padded = np.zeros((w, h + 1), dtype=np.int8)
     padded[:, :h] = box.T
     flat = padded.reshape(-1)
-    change = np.flatnonzero(np.diff(flat, prepend=0))
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    if flat[0]:
+        change = np.concatenate(([0], change))
     full = (x0 + change // (h + 1)) * height + (y0 + change % (h + 1))
-    edges = np.r_[0, full, width * height]
-    counts = np.diff(edges).tolist()
+    edges = np.empty(full.size + 2, dtype=np.int64)
+    edges[0], edges[1:-1], edges[-1] = 0, full, width * height
+    counts = (edges[1:] - edges[:-1]).tolist()
     rle = mask_utils.frPyObjects({"counts": counts, "size": [height, width]}, height, width)
     return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
@@ -176,11 +179,11 @@ def polygon_iou(polygons: list[list[float]], box: npt.NDArray[np.bool_]) -> tupl
     h, w = box.shape
     if not polygons:
         return 0.0, 0
-    rles = mask_utils.frPyObjects(polygons, h, w)
-    drawn = mask_utils.decode(mask_utils.merge(rles)).astype(bool)
-    union = np.logical_or(drawn, box).sum()
-    area = int(drawn.sum())
-    return (float(np.logical_and(drawn, box).sum() / union) if union else 0.0), area
+    # Both sides as box-local RLEs: pycocotools compares runs, no pixel arrays are drawn.
+    drawn = mask_utils.merge(mask_utils.frPyObjects(polygons, h, w))
+    pixels = mask_utils.encode(np.asfortranarray(box.view(np.uint8)))
+    iou = float(mask_utils.iou([drawn], [pixels], [0])[0][0])
+    return iou, int(mask_utils.area(drawn))
 
 
 @dataclass

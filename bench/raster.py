@@ -7,8 +7,8 @@ takes minutes).  Peak memory is tracemalloc's (numpy allocations are traced).
 
 from __future__ import annotations
 
-import sys
 import statistics
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable

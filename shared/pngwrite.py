@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import struct
 import zlib
-
 from typing import Any
 
 import cv2

@@ -75,13 +75,10 @@ def _to_pixels(shape: Shape, size: ImageSize) -> tuple[list[Pixel], int]:
     """Normalised -> pixel coordinates clipped to the image, and how many points moved."""
     w, h = size.width, size.height
     pixels = [(x * w, y * h) for x, y in shape.points]
-    inside = [(x, y) for x, y in pixels if 0.0 <= x <= w and 0.0 <= y <= h]
-    if len(inside) != len(pixels):  # rare: clamp point by point and count the moves
-        clamped = [clip_point(x, y, w, h) for x, y in pixels]
-        pixels = [p for p, _ in clamped]
-    clipped = len(pixels) - len(inside)
-    # round_coord inlined: this runs once per vertex
-    return [(round(x, 2) + 0.0, round(y, 2) + 0.0) for x, y in pixels], clipped
+    clipped = sum(1 for x, y in pixels if not (0.0 <= x <= w and 0.0 <= y <= h))
+    if clipped:  # rare: clamp only when some point lies outside
+        pixels = [clip_point(x, y, w, h)[0] for x, y in pixels]
+    return [(round_coord(x), round_coord(y)) for x, y in pixels], clipped
 
 
 def polygon_area(flat: Sequence[float], width: int, height: int) -> float:

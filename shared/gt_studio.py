@@ -645,15 +645,13 @@ def _edges(raw: Any, pointer: str, notes: list[Note]) -> list[tuple[str, str]]:
         return []
     edges = []
     for name, pair in entries:
-        if type(pair) is list and len(pair) == 2 and type(pair[0]) is type(pair[1]) is str:
-            edges.append((pair[0], pair[1]))  # the usual shape, checked cheaply
-            continue
         if isinstance(pair, dict):
             pair = [pair.get("from", pair.get("start")), pair.get("to", pair.get("end"))]
         if (
             isinstance(pair, list)
             and len(pair) == 2
-            and all(isinstance(p, (str, int)) for p in pair)
+            and isinstance(pair[0], (str, int))
+            and isinstance(pair[1], (str, int))
         ):
             edges.append((str(pair[0]), str(pair[1])))
         else:

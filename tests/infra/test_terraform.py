@@ -22,9 +22,9 @@ from shared.config import Config
 from tests.infra.hcl import INFRA, blocks, load, locals_, variables
 
 ROOT = INFRA.parent
-FUNCTIONS = blocks("resource")
-TRIGGER = FUNCTIONS[("google_cloudfunctions2_function", "trigger")]
-HTTP = FUNCTIONS[("google_cloudfunctions2_function", "http")]
+RESOURCES = blocks("resource")
+TRIGGER = RESOURCES[("google_cloudfunctions2_function", "trigger")]
+HTTP = RESOURCES[("google_cloudfunctions2_function", "http")]
 PUBLIC = ("allUsers", "allAuthenticatedUsers")
 
 
@@ -61,7 +61,7 @@ def test_no_public_members_anywhere() -> None:
             assert all(p in validation["condition"] for p in PUBLIC)
         else:
             assert not any(p in text for p in PUBLIC), path.name
-    for (kind, name), body in FUNCTIONS.items():
+    for (kind, name), body in RESOURCES.items():
         members = [body.get("member", ""), *body.get("members", [])]
         assert not any(p in str(m) for m in members for p in PUBLIC), (kind, name)
     assert variables()["http_invokers"]["default"] == []
@@ -163,14 +163,14 @@ def test_input_and_output_buckets_are_distinct() -> None:
     assert names["input_bucket"] != names["output_bucket"]
     assert names["input_bucket"].endswith('-input")}')
     assert names["output_bucket"].endswith('-output")}')
-    output = FUNCTIONS[("google_storage_bucket", "output")]
+    output = RESOURCES[("google_storage_bucket", "output")]
     (lifecycle,) = output["lifecycle"]
     assert lifecycle["precondition"][0]["condition"] == (
         "${local.input_bucket != local.output_bucket}")
 
 
 def test_no_project_wide_storage_roles() -> None:
-    project_roles = {body["role"] for (kind, _), body in FUNCTIONS.items()
+    project_roles = {body["role"] for (kind, _), body in RESOURCES.items()
                      if kind.startswith("google_project_iam")}
     assert project_roles, "the scan found the project-level grants"
     assert not any(role.startswith("roles/storage.") for role in project_roles), project_roles
@@ -181,7 +181,7 @@ def test_no_project_wide_storage_roles() -> None:
 
 
 def test_buckets_are_private_and_uniform() -> None:
-    buckets = {name: body for (kind, name), body in FUNCTIONS.items()
+    buckets = {name: body for (kind, name), body in RESOURCES.items()
                if kind == "google_storage_bucket"}
     assert set(buckets) == {"input", "output", "source"}
     for body in buckets.values():
@@ -207,10 +207,10 @@ def test_functions_run_as_dedicated_accounts_with_bounded_scaling() -> None:
 
 
 def test_run_invoker_is_granted_on_the_cloud_run_services() -> None:
-    grants = {name: body for (kind, name), body in FUNCTIONS.items()
+    grants = {name: body for (kind, name), body in RESOURCES.items()
               if body.get("role") == "roles/run.invoker"}
     assert set(grants) == {"trigger_invokes", "http_invokers"}
-    for (kind, name), body in FUNCTIONS.items():
+    for (kind, name), body in RESOURCES.items():
         if body.get("role") == "roles/run.invoker":
             assert kind == "google_cloud_run_v2_service_iam_member", name
     assert grants["http_invokers"]["member"] == "${each.value}"
@@ -219,7 +219,7 @@ def test_run_invoker_is_granted_on_the_cloud_run_services() -> None:
 
 
 def test_first_apply_waits_for_iam_before_the_functions() -> None:
-    wait = FUNCTIONS[("time_sleep", "iam_propagation")]
+    wait = RESOURCES[("time_sleep", "iam_propagation")]
     assert "${google_project_iam_member.gcs_agent_publishes}" in wait["depends_on"]
     assert "${google_project_service.apis}" in wait["depends_on"]
     for function in (TRIGGER, HTTP):

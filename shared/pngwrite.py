@@ -37,6 +37,7 @@ def _raw_segment(data: bytes, level: int = 6) -> bytes:
 
 
 _FINAL_EMPTY_BLOCK = b"\x03\x00"  # a final, empty fixed-Huffman block
+_IEND = _chunk(b"IEND", b"")
 
 
 @functools.lru_cache(maxsize=64)
@@ -63,35 +64,32 @@ def _adler_zeros(adler: int, count: int) -> int:
     return (b << 16) | a
 
 
-def encode_box_bitmask(
-    box: npt.NDArray[np.bool_], x0: int, y0: int, width: int, height: int
-) -> bytes:
-    """A full-size 1-bit greyscale PNG (0/255 when decoded) that is `box` at (x0, y0)."""
-    h, w = box.shape
+def encode_bitmask(bits: npt.NDArray[np.uint8], byte0: int, y0: int, width: int, height: int
+                   ) -> bytes:
+    """A full-size 1-bit greyscale PNG (0/255 when decoded) whose rows y0.. hold `bits`
+    (rows of `np.packbits` output) from byte column `byte0` on, and zeros elsewhere."""
+    h, nbytes = bits.shape
     row_bytes = (width + 7) // 8 + 1  # filter byte + packed pixels
-    shift = x0 % 8
-    byte0 = x0 // 8
-    if shift:
-        shifted = np.zeros((h, w + shift), dtype=bool)
-        shifted[:, shift:] = box
-        box = shifted
-    packed = np.packbits(box, axis=1)
     rows = np.zeros((h, row_bytes), dtype=np.uint8)
-    rows[:, 1 + byte0 : 1 + byte0 + packed.shape[1]] = packed[:, : row_bytes - 1 - byte0]
+    rows[:, 1 + byte0 : 1 + byte0 + nbytes] = bits
     body = rows.tobytes()
     adler = _adler_zeros(1, row_bytes * y0)
     adler = zlib.adler32(body, adler)
     adler = _adler_zeros(adler, row_bytes * (height - y0 - h))
-    stream = (
-        b"\x78\x01"
-        + _zero_run(row_bytes, y0)
-        + _raw_segment(body, 1)
-        + _zero_run(row_bytes, height - y0 - h)
-        + _FINAL_EMPTY_BLOCK
-        + struct.pack(">I", adler)
-    )
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
+    stream = b"".join((
+        b"\x78\x01",
+        _zero_run(row_bytes, y0),
+        _raw_segment(body, 1),
+        _zero_run(row_bytes, height - y0 - h),
+        _FINAL_EMPTY_BLOCK,
+        struct.pack(">I", adler),
+    ))
+    return b"".join((_header(width, height), _chunk(b"IDAT", stream), _IEND))
+
+
+@functools.lru_cache(maxsize=16)
+def _header(width: int, height: int) -> bytes:
+    return _SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
 
 
 def gray_png_params(dtype: np.dtype[Any]) -> list[int]:
@@ -112,7 +110,7 @@ def gray_png_params(dtype: np.dtype[Any]) -> list[int]:
     ]
 
 
-def encode_gray(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16]) -> bytes:
+def encode_gray(image: npt.NDArray[np.unsignedinteger[Any]]) -> bytes:
     """8- or 16-bit greyscale PNG, fast settings (the index masks are large and simple)."""
     ok, buf = cv2.imencode(".png", image, gray_png_params(image.dtype))
     if not ok:

@@ -8,6 +8,7 @@ IoU, 1-bit PNG) is bounded to the region's box.  No per-colour full-frame scan o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,17 @@ from .gt_studio import Note
 from .imagesize import size_from_header
 from .jsonio import dump_json
 from .legend import LegendEntry
-from .pngwrite import encode_box_bitmask, encode_gray
+from .pngwrite import encode_bitmask, encode_gray
+from .runs import (
+    Regions,
+    RowRuns,
+    column_runs,
+    outline_polygons,
+    paint,
+    region_summary,
+    rle_strings,
+    row_runs,
+)
 
 UNLABELED = 1 << 24  # packed value of a transparent pixel: outside every colour
 MIN_POLYGON_IOU = 0.95
@@ -84,78 +95,11 @@ def decode_mask(data: bytes, max_pixels: int, pointer: str = "") -> Mask:
     return Mask(packed)
 
 
-@dataclass
-class Region:
-    color: int  # 0xRRGGBB, or UNLABELED
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    pixels: int
+def contour_polygons(box: npt.NDArray[np.uint8]) -> tuple[list[list[float]], int, int]:
+    """Outer contours (box coordinates, pixel-corner convention) and counts of outers/holes.
 
-
-def color_regions(packed: npt.NDArray[np.uint32]) -> dict[int, Region]:
-    """Box and pixel count of every colour, from horizontal runs.
-
-    Masks are piecewise constant, so runs are far fewer than pixels: one vectorised pass
-    finds them, and only the runs are sorted, never the pixels.
+    For regions whose exact outline `outline_polygons` cannot draw (several runs in a row).
     """
-    height, width = packed.shape
-    starts = np.ones((height, width), dtype=bool)
-    np.not_equal(packed[:, 1:], packed[:, :-1], out=starts[:, 1:])
-    rows, cols = np.nonzero(starts)
-    del starts
-    values = packed[rows, cols]
-    ends = np.empty_like(cols)
-    ends[:-1] = cols[1:]
-    ends[-1] = width
-    ends[:-1][rows[1:] != rows[:-1]] = width
-    colors, inverse = np.unique(values, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")  # stable: rows stay ascending in each group
-    rows, cols, ends, inverse = rows[order], cols[order], ends[order], inverse[order]
-    bounds = np.flatnonzero(np.r_[True, inverse[1:] != inverse[:-1]])
-    last = np.r_[bounds[1:], inverse.size] - 1
-    x0 = np.minimum.reduceat(cols, bounds)
-    x1 = np.maximum.reduceat(ends, bounds)
-    pixels = np.add.reduceat(ends - cols, bounds)
-    return {
-        int(colors[i]): Region(
-            int(colors[i]),
-            int(x0[i]),
-            int(rows[b]),
-            int(x1[i]),
-            int(rows[last[i]]) + 1,
-            int(pixels[i]),
-        )
-        for i, b in enumerate(bounds)
-    }
-
-
-def box_rle(
-    box: npt.NDArray[np.bool_], x0: int, y0: int, width: int, height: int
-) -> dict[str, Any]:
-    """Compressed COCO RLE of a full-size mask that is `box` at (x0, y0), from the box alone.
-
-    COCO counts run down columns.  A zero row under the box separates its columns, and each
-    transition's box position maps to a full-image index, so the work follows the box.
-    """
-    h, w = box.shape
-    padded = np.zeros((w, h + 1), dtype=np.int8)
-    padded[:, :h] = box.T
-    flat = padded.reshape(-1)
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    if flat[0]:
-        change = np.concatenate(([0], change))
-    full = (x0 + change // (h + 1)) * height + (y0 + change % (h + 1))
-    edges = np.empty(full.size + 2, dtype=np.int64)
-    edges[0], edges[1:-1], edges[-1] = 0, full, width * height
-    counts = (edges[1:] - edges[:-1]).tolist()
-    rle = mask_utils.frPyObjects({"counts": counts, "size": [height, width]}, height, width)
-    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
-
-
-def box_polygons(box: npt.NDArray[np.uint8]) -> tuple[list[list[float]], int, int]:
-    """Outer contours (box coordinates, pixel-corner convention) and counts of outers/holes."""
     contours, hierarchy = cv2.findContours(box, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     polygons, outers, holes = [], 0, 0
     for contour, info in zip(contours, hierarchy[0] if hierarchy is not None else [], strict=False):
@@ -174,15 +118,11 @@ def box_polygons(box: npt.NDArray[np.uint8]) -> tuple[list[list[float]], int, in
     return polygons, outers, holes
 
 
-def polygon_iou(polygons: list[list[float]], box: npt.NDArray[np.bool_]) -> tuple[float, int]:
-    """IoU of the polygons' pycocotools rasterisation with the pixels, and its area."""
-    h, w = box.shape
-    if not polygons:
-        return 0.0, 0
-    # Both sides as box-local RLEs: pycocotools compares runs, no pixel arrays are drawn.
-    drawn = mask_utils.merge(mask_utils.frPyObjects(polygons, h, w))
-    pixels = mask_utils.encode(np.asfortranarray(box.view(np.uint8)))
-    iou = float(mask_utils.iou([drawn], [pixels], [0])[0][0])
+def polygon_iou(polygons: list[list[float]], exact: dict[str, Any]) -> tuple[float, int]:
+    """IoU of the polygons' pycocotools rasterisation with the exact RLE, and its area."""
+    height, width = exact["size"]
+    drawn = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+    iou = float(mask_utils.iou([drawn], [exact], [0])[0][0])
     return iou, int(mask_utils.area(drawn))
 
 
@@ -192,72 +132,82 @@ class RasterResult:
     stats: dict[str, Any]
 
 
+@dataclass
+class _Present:
+    """A legend colour found in the mask, and its annotation."""
+
+    entry: LegendEntry
+    index: int  # into the runs' colours
+    annotation: dict[str, Any]
+
+
 def add_regions(
     builder: CocoBuilder, mask: Mask, entries: Sequence[LegendEntry], options: Options
 ) -> RasterResult:
     """Add one annotation per legend colour present; return the mask files and legend."""
     width, height = mask.width, mask.height
-    regions = color_regions(mask.packed)
-    # Index masks are painted region by region, inside each box: no full-frame lookup.
-    semantic_dtype = np.uint8 if max(builder.ids.values(), default=0) < 256 else np.uint16
-    semantic = np.zeros((height, width), dtype=semantic_dtype)
-    instances = np.zeros((height, width), dtype=np.uint16)
-    legend_colors = {e.rgb for e in entries}
-    unknown: list[dict[str, Any]] = [
-        {"color": f"#{c:06x}", "pixels": r.pixels}
-        for c, r in sorted(regions.items())
-        if c not in legend_colors and c != UNLABELED
-    ]
-    transparent = regions[UNLABELED].pixels if UNLABELED in regions else 0
-    files: dict[str, bytes] = {}
-    legend_entries: list[dict[str, Any]] = []
-    ious: list[float] = []
-    kinds = {"polygon": 0, "rle": 0}
+    runs = row_runs(mask.packed)
+    regions = region_summary(runs, width)
+    index_of = {int(c): i for i, c in enumerate(runs.colors.tolist())}
+    present: list[_Present] = []
     for entry in entries:
-        cid = builder.ids[entry.label]
-        region = regions.get(entry.rgb)
-        row: dict[str, Any] = {
-            "color": f"#{entry.hex}",
-            "label": entry.label,
-            "instance": entry.instance,
-            "category_id": cid,
-            "annotation_id": None,
-            "pixels": 0,
-            "mask": None,
-        }
-        if region is None:
-            legend_entries.append(row)
+        i = index_of.get(entry.rgb)
+        if i is None:
             continue
-        window = (slice(region.y0, region.y1), slice(region.x0, region.x1))
-        box = mask.packed[window] == entry.rgb
-        segmentation, iou, area = _segmentation(box, region, width, height, options)
-        if iou is not None:
-            ious.append(iou)
-        kinds["rle" if isinstance(segmentation, dict) else "polygon"] += 1
         fields: dict[str, Any] = {
-            "bbox": [region.x0, region.y0, region.x1 - region.x0, region.y1 - region.y0],
-            "area": area,
-            "segmentation": segmentation,
+            "bbox": [int(regions.x0[i]), int(regions.y0[i]),
+                     int(regions.x1[i] - regions.x0[i]), int(regions.y1[i] - regions.y0[i])],
+            "area": 0,
+            "segmentation": None,
             "attributes": {},
             "gt_id": entry.gt_id,
             "color": f"#{entry.hex}",
         }
         if entry.instance is not None:
             fields["instance"] = entry.instance
-        ann = builder.add_annotation(entry.label, fields)
-        if ann["id"] > 0xFFFF:
-            raise TooLargeError(
-                "too_many_annotations", "instances.png holds at most 65535 annotation ids"
-            )
-        semantic[window][box] = cid
-        instances[window][box] = ann["id"]
-        name = f"masks/colors/{entry.hex}.png"
-        files[name] = encode_box_bitmask(box, region.x0, region.y0, width, height)
-        row.update(annotation_id=ann["id"], pixels=region.pixels, mask=f"colors/{entry.hex}.png")
-        legend_entries.append(row)
-    builder.counts["raster_regions"] += sum(kinds.values())
-    files["masks/semantic.png"] = encode_gray(semantic)
-    files["masks/instances.png"] = encode_gray(instances)
+        present.append(_Present(entry, i, builder.add_annotation(entry.label, fields)))
+    if present and present[-1].annotation["id"] > 0xFFFF:
+        raise TooLargeError(
+            "too_many_annotations", "instances.png holds at most 65535 annotation ids"
+        )
+    # The index masks are painted from the runs and encoded on a second thread while the
+    # per-colour work runs here (cv2 releases the GIL while it encodes).
+    semantic_of: npt.NDArray[np.unsignedinteger[Any]] = np.zeros(
+        runs.colors.size,
+        dtype=np.uint8 if max(builder.ids.values(), default=0) < 256 else np.uint16,
+    )
+    instance_of = np.zeros(runs.colors.size, dtype=np.uint16)
+    for p in present:
+        semantic_of[p.index] = p.annotation["category_id"]
+        instance_of[p.index] = p.annotation["id"]
+    shape = (height, width)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        index_pngs = pool.submit(
+            lambda: [encode_gray(paint(runs, lut, shape)) for lut in (semantic_of, instance_of)]
+        )
+        files, ious, kinds = _add_segmentations(mask, runs, regions, present, options)
+        files["masks/semantic.png"], files["masks/instances.png"] = index_pngs.result()
+    builder.counts["raster_regions"] += len(present)
+    legend_colors = {e.rgb for e in entries}
+    unknown: list[dict[str, Any]] = [
+        {"color": f"#{c:06x}", "pixels": int(regions.pixels[i])}
+        for c, i in sorted(index_of.items())
+        if c not in legend_colors and c != UNLABELED
+    ]
+    transparent = int(regions.pixels[index_of[UNLABELED]]) if UNLABELED in index_of else 0
+    annotation_of = {p.entry.rgb: p for p in present}
+    legend_entries: list[dict[str, Any]] = []
+    for entry in entries:
+        found = annotation_of.get(entry.rgb)
+        legend_entries.append({
+            "color": f"#{entry.hex}",
+            "label": entry.label,
+            "instance": entry.instance,
+            "category_id": builder.ids[entry.label],
+            "annotation_id": found.annotation["id"] if found else None,
+            "pixels": int(regions.pixels[found.index]) if found else 0,
+            "mask": f"colors/{entry.hex}.png" if found else None,
+        })
     labeled = int(sum(r["pixels"] for r in legend_entries))
     legend = {
         "width": width,
@@ -278,11 +228,11 @@ def add_regions(
             )
         )
     stats = {
-        "regions": sum(kinds.values()),
+        "regions": len(present),
         "polygons": kinds["polygon"],
         "rle": kinds["rle"],
         "legend_colors": len(entries),
-        "absent_colors": sum(1 for e in entries if e.rgb not in regions),
+        "absent_colors": len(entries) - len(present),
         "unknown_colors": len(unknown),
         "transparent_pixels": transparent,
         "polygon_iou_min": round(min(ious), 4) if ious else None,
@@ -291,24 +241,81 @@ def add_regions(
     return RasterResult(files, stats)
 
 
-def _segmentation(
-    box: npt.NDArray[np.bool_], region: Region, width: int, height: int, options: Options
-) -> tuple[Any, float | None, int]:
-    """Polygons when faithful (IoU >= 0.95 with the pixels), else exact RLE.
+def _add_segmentations(
+    mask: Mask, runs: RowRuns, regions: Regions, present: list[_Present], options: Options
+) -> tuple[dict[str, bytes], list[float], dict[str, int]]:
+    """Fill each annotation's segmentation and area; write each colour's 1-bit PNG.
 
-    `area` is what pycocotools computes for the segmentation (SPEC §4): the pixel count
-    for RLE, the rasterised polygon's for polygons.
+    Exact RLEs come from one column-run pass for all colours; regions that are one run per
+    row get their exact outline; the rest are traced inside their box (auto: polygon when
+    one component without holes and IoU >= 0.95, else RLE).
     """
-    if options.raster_segmentation != "rle":
-        polygons, outers, holes = box_polygons(box.view(np.uint8))
-        simple = outers == 1 and holes == 0
-        if polygons and (simple or options.raster_segmentation == "polygon"):
-            iou, area = polygon_iou(polygons, box)
-            if iou >= MIN_POLYGON_IOU:
-                offset = np.array([region.x0, region.y0], dtype=np.float64)
-                shifted = [
-                    np.round(np.asarray(p).reshape(-1, 2) + offset, 2).reshape(-1).tolist()
-                    for p in polygons
-                ]
-                return shifted, iou, area
-    return box_rle(box, region.x0, region.y0, width, height), None, region.pixels
+    width, height = mask.width, mask.height
+    files: dict[str, bytes] = {}
+    ious: list[float] = []
+    kinds = {"polygon": 0, "rle": 0}
+    if not present:
+        return files, ious, kinds
+    start, values = column_runs(mask.packed)
+    by_color = sorted(present, key=lambda p: p.entry.rgb)
+    wanted = np.array([p.entry.rgb for p in by_color], dtype=np.uint32)
+    exact = {
+        p.entry.rgb: {"size": [height, width], "counts": counts}
+        for p, counts in zip(by_color, rle_strings(start, values, wanted, width * height),
+                             strict=True)
+    }
+    del start, values
+    mode = options.raster_segmentation
+    outlined = [p for p in present if mode != "rle" and regions.row_convex[p.index]]
+    outlines = outline_polygons(runs, np.array([p.index for p in outlined], dtype=np.intp))
+    drawn = mask_utils.frPyObjects(outlines, height, width) if outlines else []
+    outline_of = {}
+    for p, polygon, rle in zip(outlined, outlines, drawn, strict=True):
+        counts = exact[p.entry.rgb]
+        # Exact by construction; checked against pycocotools' own rasterisation.
+        if rle["counts"].decode("ascii") == counts["counts"]:
+            outline_of[p.entry.rgb] = polygon
+    for p in present:
+        i, rgb = p.index, p.entry.rgb
+        y0, y1, x0, x1 = (int(regions.y0[i]), int(regions.y1[i]),
+                          int(regions.x0[i]), int(regions.x1[i]))
+        left = x0 & ~7  # whole bytes: packbits output drops straight into the PNG rows
+        box = mask.packed[y0:y1, left:x1] == rgb
+        files[f"masks/colors/{p.entry.hex}.png"] = encode_bitmask(
+            np.packbits(box, axis=1), left // 8, y0, width, height
+        )
+        ann = p.annotation
+        outline = outline_of.get(rgb)
+        if outline is not None:
+            ann["segmentation"], ann["area"] = [outline], int(regions.pixels[i])
+            ious.append(1.0)
+            kinds["polygon"] += 1
+            continue
+        traced = None
+        # Components minus holes != 1: not one component without holes, so auto mode
+        # needs no tracing to know it is RLE.
+        if mode == "polygon" or (mode == "auto" and regions.euler[i] == 1):
+            traced = _traced(box.view(np.uint8), left, y0, exact[rgb], mode)
+        if traced is not None:
+            ann["segmentation"], ann["area"], iou = traced
+            ious.append(iou)
+            kinds["polygon"] += 1
+        else:
+            ann["segmentation"], ann["area"] = exact[rgb], int(regions.pixels[i])
+            kinds["rle"] += 1
+    return files, ious, kinds
+
+
+def _traced(box: npt.NDArray[np.uint8], x0: int, y0: int, exact: dict[str, Any], mode: str
+            ) -> tuple[list[list[float]], int, float] | None:
+    """Traced polygons when faithful (IoU >= 0.95 with the pixels), else None (use RLE).
+
+    `area` is what pycocotools computes for the polygons (SPEC §4).
+    """
+    polygons, outers, holes = contour_polygons(box)
+    if not polygons or not (mode == "polygon" or (outers == 1 and holes == 0)):
+        return None
+    offset = np.array([x0, y0], dtype=np.float64)
+    shifted = [(np.asarray(p).reshape(-1, 2) + offset).reshape(-1).tolist() for p in polygons]
+    iou, area = polygon_iou(shifted, exact)
+    return (shifted, area, iou) if iou >= MIN_POLYGON_IOU else None

@@ -170,8 +170,6 @@ def add_regions(
         raise TooLargeError(
             "too_many_annotations", "instances.png holds at most 65535 annotation ids"
         )
-    # The index masks are painted from the runs and encoded on a second thread while the
-    # per-colour work runs here (cv2 releases the GIL while it encodes).
     semantic_of: npt.NDArray[np.unsignedinteger[Any]] = np.zeros(
         runs.colors.size,
         dtype=np.uint8 if max(builder.ids.values(), default=0) < 256 else np.uint16,
@@ -181,11 +179,16 @@ def add_regions(
         semantic_of[p.index] = p.annotation["category_id"]
         instance_of[p.index] = p.annotation["id"]
     shape = (height, width)
+    # A second thread paints and encodes the index masks (cv2 releases the GIL while it
+    # encodes) while this one does the per-colour work.  Only long GIL-free calls go
+    # there: many short ones would queue for the GIL behind this thread's Python.
     with ThreadPoolExecutor(max_workers=1) as pool:
         index_pngs = pool.submit(
             lambda: [encode_gray(paint(runs, lut, shape)) for lut in (semantic_of, instance_of)]
         )
-        files, ious, kinds = _add_segmentations(mask, runs, regions, present, options)
+        ious, kinds = _add_segmentations(mask, runs, regions, present, options)
+        files = {"masks/semantic.png": b"", "masks/instances.png": b""}
+        files.update(_color_pngs(mask.packed, regions, present))
         files["masks/semantic.png"], files["masks/instances.png"] = index_pngs.result()
     builder.counts["raster_regions"] += len(present)
     legend_colors = {e.rgb for e in entries}
@@ -241,69 +244,70 @@ def add_regions(
     return RasterResult(files, stats)
 
 
+def _color_pngs(packed: npt.NDArray[np.uint32], regions: Regions, chunk: list[_Present]
+                ) -> dict[str, bytes]:
+    """Each colour's full-size 1-bit PNG, from its box alone."""
+    height, width = packed.shape
+    out = {}
+    for p in chunk:
+        i = p.index
+        y0, y1, x1 = int(regions.y0[i]), int(regions.y1[i]), int(regions.x1[i])
+        left = int(regions.x0[i]) & ~7  # whole bytes: packbits output drops into the rows
+        bits = np.packbits(packed[y0:y1, left:x1] == p.entry.rgb, axis=1)
+        out[f"masks/colors/{p.entry.hex}.png"] = encode_bitmask(
+            bits, left // 8, y0, width, height
+        )
+    return out
+
+
 def _add_segmentations(
     mask: Mask, runs: RowRuns, regions: Regions, present: list[_Present], options: Options
-) -> tuple[dict[str, bytes], list[float], dict[str, int]]:
-    """Fill each annotation's segmentation and area; write each colour's 1-bit PNG.
+) -> tuple[list[float], dict[str, int]]:
+    """Fill each annotation's segmentation and area; return polygon IoUs and counts.
 
-    Exact RLEs come from one column-run pass for all colours; regions that are one run per
-    row get their exact outline; the rest are traced inside their box (auto: polygon when
-    one component without holes and IoU >= 0.95, else RLE).
+    Regions that are one run per row get their exact outline (IoU 1: pycocotools
+    rasterises it to exactly the pixels, which the tests check).  The others take exact
+    RLEs, from one column-run pass for all of them, unless auto mode finds one component
+    without holes (Euler number 1, then traced) whose traced polygon has IoU >= 0.95.
     """
     width, height = mask.width, mask.height
-    files: dict[str, bytes] = {}
     ious: list[float] = []
     kinds = {"polygon": 0, "rle": 0}
-    if not present:
-        return files, ious, kinds
-    start, values = column_runs(mask.packed)
-    by_color = sorted(present, key=lambda p: p.entry.rgb)
-    wanted = np.array([p.entry.rgb for p in by_color], dtype=np.uint32)
-    exact = {
-        p.entry.rgb: {"size": [height, width], "counts": counts}
-        for p, counts in zip(by_color, rle_strings(start, values, wanted, width * height),
-                             strict=True)
-    }
-    del start, values
     mode = options.raster_segmentation
     outlined = [p for p in present if mode != "rle" and regions.row_convex[p.index]]
     outlines = outline_polygons(runs, np.array([p.index for p in outlined], dtype=np.intp))
-    drawn = mask_utils.frPyObjects(outlines, height, width) if outlines else []
-    outline_of = {}
-    for p, polygon, rle in zip(outlined, outlines, drawn, strict=True):
-        counts = exact[p.entry.rgb]
-        # Exact by construction; checked against pycocotools' own rasterisation.
-        if rle["counts"].decode("ascii") == counts["counts"]:
-            outline_of[p.entry.rgb] = polygon
-    for p in present:
-        i, rgb = p.index, p.entry.rgb
-        y0, y1, x0, x1 = (int(regions.y0[i]), int(regions.y1[i]),
-                          int(regions.x0[i]), int(regions.x1[i]))
-        left = x0 & ~7  # whole bytes: packbits output drops straight into the PNG rows
-        box = mask.packed[y0:y1, left:x1] == rgb
-        files[f"masks/colors/{p.entry.hex}.png"] = encode_bitmask(
-            np.packbits(box, axis=1), left // 8, y0, width, height
-        )
-        ann = p.annotation
-        outline = outline_of.get(rgb)
-        if outline is not None:
-            ann["segmentation"], ann["area"] = [outline], int(regions.pixels[i])
-            ious.append(1.0)
-            kinds["polygon"] += 1
-            continue
+    for p, outline in zip(outlined, outlines, strict=True):
+        p.annotation["segmentation"] = [outline]
+        p.annotation["area"] = int(regions.pixels[p.index])
+    ious.extend([1.0] * len(outlined))
+    kinds["polygon"] += len(outlined)
+    rest = sorted((p for p in present if p.annotation["segmentation"] is None),
+                  key=lambda p: p.entry.rgb)
+    if not rest:
+        return ious, kinds
+    start, values = column_runs(mask.packed)
+    wanted = np.array([p.entry.rgb for p in rest], dtype=np.uint32)
+    exact_counts = rle_strings(start, values, wanted, width * height)
+    del start, values
+    for p, counts in zip(rest, exact_counts, strict=True):
+        i = p.index
+        exact = {"size": [height, width], "counts": counts}
         traced = None
         # Components minus holes != 1: not one component without holes, so auto mode
         # needs no tracing to know it is RLE.
         if mode == "polygon" or (mode == "auto" and regions.euler[i] == 1):
-            traced = _traced(box.view(np.uint8), left, y0, exact[rgb], mode)
+            y0, y1, x0, x1 = (int(regions.y0[i]), int(regions.y1[i]),
+                              int(regions.x0[i]), int(regions.x1[i]))
+            box = mask.packed[y0:y1, x0:x1] == p.entry.rgb
+            traced = _traced(box.view(np.uint8), x0, y0, exact, mode)
         if traced is not None:
-            ann["segmentation"], ann["area"], iou = traced
+            p.annotation["segmentation"], p.annotation["area"], iou = traced
             ious.append(iou)
             kinds["polygon"] += 1
         else:
-            ann["segmentation"], ann["area"] = exact[rgb], int(regions.pixels[i])
+            p.annotation["segmentation"], p.annotation["area"] = exact, int(regions.pixels[i])
             kinds["rle"] += 1
-    return files, ious, kinds
+    return ious, kinds
 
 
 def _traced(box: npt.NDArray[np.uint8], x0: int, y0: int, exact: dict[str, Any], mode: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from .errors import ConversionError, pointer_join
@@ -23,7 +24,7 @@ class LegendEntry:
     instance: int | None
     gt_id: str | None = None
 
-    @property
+    @cached_property  # asked for several times per colour
     def hex(self) -> str:
         return f"{self.rgb:06x}"
 

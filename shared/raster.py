@@ -24,17 +24,9 @@ from .gt_studio import Note
 from .imagesize import size_from_header
 from .jsonio import dump_json
 from .legend import LegendEntry
+from .outlines import outline_polygons, traced_outlines
 from .pngwrite import encode_bitmask, encode_gray
-from .runs import (
-    Regions,
-    RowRuns,
-    column_runs,
-    outline_polygons,
-    paint,
-    region_summary,
-    rle_strings,
-    row_runs,
-)
+from .runs import Regions, RowRuns, column_runs, paint, region_summary, rle_strings, row_runs
 
 UNLABELED = 1 << 24  # packed value of a transparent pixel: outside every colour
 MIN_POLYGON_IOU = 0.95
@@ -95,30 +87,16 @@ def decode_mask(data: bytes, max_pixels: int, pointer: str = "") -> Mask:
     return Mask(packed)
 
 
-def contour_polygons(box: npt.NDArray[np.uint8]) -> tuple[list[list[float]], int, int]:
-    """Outer contours (box coordinates, pixel-corner convention) and counts of outers/holes.
-
-    For regions whose exact outline `outline_polygons` cannot draw (several runs in a row).
-    """
-    contours, hierarchy = cv2.findContours(box, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    polygons, outers, holes = [], 0, 0
-    for contour, info in zip(contours, hierarchy[0] if hierarchy is not None else [], strict=False):
-        if info[3] >= 0:
-            holes += 1
-            continue
-        outers += 1
-        pts = contour.reshape(-1, 2).astype(np.float64)
-        if len(pts) < 3:
-            continue
-        # Contours run through pixel centres; pycocotools covers a pixel when its centre is
-        # inside, so push each vertex half a pixel outwards from the contour's centroid.
-        centre = pts.mean(axis=0)
-        pts = pts + 0.5 + np.sign(pts - centre) * 0.5
-        polygons.append(pts.reshape(-1).tolist())
-    return polygons, outers, holes
+def outer_borders(box: npt.NDArray[np.uint8]) -> tuple[list[npt.NDArray[Any]], int]:
+    """Every border pixel of each component of a box, and the number of holes."""
+    contours, hierarchy = cv2.findContours(box, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    if hierarchy is None:
+        return [], 0
+    outer = [c for c, info in zip(contours, hierarchy[0], strict=True) if info[3] < 0]
+    return outer, len(contours) - len(outer)
 
 
-def polygon_iou(polygons: list[list[float]], exact: dict[str, Any]) -> tuple[float, int]:
+def polygon_iou(polygons: list[list[int]], exact: dict[str, Any]) -> tuple[float, int]:
     """IoU of the polygons' pycocotools rasterisation with the exact RLE, and its area."""
     height, width = exact["size"]
     drawn = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
@@ -265,10 +243,11 @@ def _add_segmentations(
 ) -> tuple[list[float], dict[str, int]]:
     """Fill each annotation's segmentation and area; return polygon IoUs and counts.
 
-    Regions that are one run per row get their exact outline (IoU 1: pycocotools
-    rasterises it to exactly the pixels, which the tests check).  The others take exact
-    RLEs, from one column-run pass for all of them, unless auto mode finds one component
-    without holes (Euler number 1, then traced) whose traced polygon has IoU >= 0.95.
+    A region of one component without holes gets its exact outline (IoU 1: pycocotools
+    rasterises it to exactly the pixels, which the tests check): from the runs when it is
+    one run per row, else traced inside its box.  Others get exact RLE, from one
+    column-run pass for all of them; polygon mode instead keeps the components' outlines
+    (holes filled) when their IoU with the pixels is >= 0.95.
     """
     width, height = mask.width, mask.height
     ious: list[float] = []
@@ -281,45 +260,50 @@ def _add_segmentations(
         p.annotation["area"] = int(regions.pixels[p.index])
     ious.extend([1.0] * len(outlined))
     kinds["polygon"] += len(outlined)
-    rest = sorted((p for p in present if p.annotation["segmentation"] is None),
-                  key=lambda p: p.entry.rgb)
-    if not rest:
-        return ious, kinds
-    start, values = column_runs(mask.packed)
-    wanted = np.array([p.entry.rgb for p in rest], dtype=np.uint32)
-    exact_counts = rle_strings(start, values, wanted, width * height)
-    del start, values
-    for p, counts in zip(rest, exact_counts, strict=True):
+    traced: list[tuple[_Present, int]] = []  # region, how many outlines
+    borders: list[tuple[npt.NDArray[Any], int, int]] = []
+    exact_needed: list[tuple[_Present, list[list[int]]]] = []
+    for p in present:
+        if p.annotation["segmentation"] is not None:
+            continue
         i = p.index
-        exact = {"size": [height, width], "counts": counts}
-        traced = None
         # Components minus holes != 1: not one component without holes, so auto mode
         # needs no tracing to know it is RLE.
         if mode == "polygon" or (mode == "auto" and regions.euler[i] == 1):
             y0, y1, x0, x1 = (int(regions.y0[i]), int(regions.y1[i]),
                               int(regions.x0[i]), int(regions.x1[i]))
             box = mask.packed[y0:y1, x0:x1] == p.entry.rgb
-            traced = _traced(box.view(np.uint8), x0, y0, exact, mode)
-        if traced is not None:
-            p.annotation["segmentation"], p.annotation["area"], iou = traced
-            ious.append(iou)
+            outer, holes = outer_borders(box.view(np.uint8))
+            if mode == "polygon" or (len(outer) == 1 and holes == 0):
+                traced.append((p, len(outer) if holes or len(outer) > 1 else -1))
+                borders.extend((border, x0, y0) for border in outer)
+                continue
+        exact_needed.append((p, []))
+    drawn = iter(traced_outlines(borders))
+    for p, n in traced:
+        if n < 0:  # one component without holes: the outline is exact
+            p.annotation["segmentation"] = [next(drawn)]
+            p.annotation["area"] = int(regions.pixels[p.index])
+            ious.append(1.0)
             kinds["polygon"] += 1
-        else:
-            p.annotation["segmentation"], p.annotation["area"] = exact, int(regions.pixels[i])
-            kinds["rle"] += 1
+        else:  # polygon mode, holes filled or several components: check against the pixels
+            exact_needed.append((p, [next(drawn) for _ in range(n)]))
+    if not exact_needed:
+        return ious, kinds
+    exact_needed.sort(key=lambda item: item[0].entry.rgb)
+    start, values = column_runs(mask.packed)
+    wanted = np.array([p.entry.rgb for p, _ in exact_needed], dtype=np.uint32)
+    exact_counts = rle_strings(start, values, wanted, width * height)
+    del start, values
+    for (p, polygons), counts in zip(exact_needed, exact_counts, strict=True):
+        exact = {"size": [height, width], "counts": counts}
+        if polygons:
+            iou, area = polygon_iou(polygons, exact)
+            if iou >= MIN_POLYGON_IOU:
+                p.annotation["segmentation"], p.annotation["area"] = polygons, area
+                ious.append(iou)
+                kinds["polygon"] += 1
+                continue
+        p.annotation["segmentation"], p.annotation["area"] = exact, int(regions.pixels[p.index])
+        kinds["rle"] += 1
     return ious, kinds
-
-
-def _traced(box: npt.NDArray[np.uint8], x0: int, y0: int, exact: dict[str, Any], mode: str
-            ) -> tuple[list[list[float]], int, float] | None:
-    """Traced polygons when faithful (IoU >= 0.95 with the pixels), else None (use RLE).
-
-    `area` is what pycocotools computes for the polygons (SPEC §4).
-    """
-    polygons, outers, holes = contour_polygons(box)
-    if not polygons or not (mode == "polygon" or (outers == 1 and holes == 0)):
-        return None
-    offset = np.array([x0, y0], dtype=np.float64)
-    shifted = [(np.asarray(p).reshape(-1, 2) + offset).reshape(-1).tolist() for p in polygons]
-    iou, area = polygon_iou(shifted, exact)
-    return (shifted, area, iou) if iou >= MIN_POLYGON_IOU else None

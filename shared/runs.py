@@ -1,9 +1,9 @@
-"""Run-length views of a label image, and the COCO geometry built from them.
+"""Run-length views of a label image.
 
 Segmentation masks are piecewise constant, so runs are far fewer than pixels.  Two
 vectorised passes find every run (along rows, and down columns in COCO's order); after
-that, every colour's box, pixel count, exact COCO RLE and, for regions that are one run per
-row, exact pixel-outline polygon come from the runs alone, for all colours at once.
+that, every colour's box, pixel count, Euler number and exact COCO RLE come from the runs
+alone, for all colours at once.
 """
 
 from __future__ import annotations
@@ -206,59 +206,3 @@ def _leb_strings(counts: IntArray, group_start: IntArray, lengths: IntArray) -> 
 
 # 16 * 32**k: the first magnitude needing k + 2 characters.
 _LEB_LIMITS = np.array([16 << (5 * k) for k in range(8)], dtype=np.intp)
-
-
-def outline_polygons(runs: RowRuns, indices: IntArray) -> list[list[int]]:
-    """Exact pixel-outline polygon of each row-convex colour in `indices`.
-
-    Vertices sit on pixel corners: down the left edges of the runs, up the right edges,
-    one vertex pair where an edge steps.  pycocotools rasterises such an outline to
-    exactly the region's pixels (a pixel is in when its centre is), so IoU is 1.
-    """
-    if not indices.size:
-        return []
-    bounds = np.r_[runs.bounds, runs.order.size]
-    per = bounds[indices + 1] - bounds[indices]
-    sel = runs.order[_ranges(bounds[indices], per)]
-    y, s, e = runs.row[sel], runs.x0[sel], runs.x1[sel]
-    group = np.repeat(np.arange(indices.size), per)
-    first = np.r_[True, group[1:] != group[:-1]]
-    last = np.r_[group[1:] != group[:-1], True]
-    s_prev, e_prev = np.r_[0, s[:-1]], np.r_[0, e[:-1]]
-    step_l = ~first & (s != s_prev)
-    step_r = ~first & (e != e_prev)
-    left = _slots(
-        [(s, y, first), (s_prev, y, step_l), (s, y, step_l), (s, y + 1, last)]
-    )
-    right = _slots(
-        [(e, y + 1, last), (e, y, step_r), (e_prev, y, step_r), (e, y, first)], reverse=True
-    )
-    left_n = np.bincount(np.repeat(group, 4)[left[1]], minlength=indices.size)
-    right_n = np.bincount(np.repeat(group, 4)[::-1][right[1]], minlength=indices.size)
-    total = left_n + right_n
-    offset = np.r_[0, np.cumsum(total)[:-1]]
-    out = np.empty((int(total.sum()), 2), dtype=np.intp)
-    out[_ranges(offset, left_n)] = left[0]
-    # The right-hand vertices come colour by colour in reverse colour order.
-    out[_ranges((offset + left_n)[::-1], right_n[::-1])] = right[0]
-    flat = out.reshape(-1).tolist()
-    edges = (2 * np.r_[offset, total.sum()]).tolist()
-    return [flat[a:b] for a, b in pairwise(edges)]
-
-
-def _slots(slots: list[tuple[IntArray, IntArray, npt.NDArray[np.bool_]]], reverse: bool = False
-           ) -> tuple[IntArray, npt.NDArray[np.bool_]]:
-    """Vertices from up to four candidate slots per run, in run order (or reversed)."""
-    xs = np.stack([x for x, _, _ in slots], axis=1)
-    ys = np.stack([y for _, y, _ in slots], axis=1)
-    on = np.stack([m for _, _, m in slots], axis=1)
-    if reverse:
-        xs, ys, on = xs[::-1], ys[::-1], on[::-1]
-    on_flat = on.reshape(-1)
-    return np.stack([xs.reshape(-1)[on_flat], ys.reshape(-1)[on_flat]], axis=1), on_flat
-
-
-def _ranges(starts: IntArray, lengths: IntArray) -> IntArray:
-    """Concatenation of range(starts[i], starts[i] + lengths[i])."""
-    total = int(lengths.sum())
-    return np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(total)

@@ -96,7 +96,9 @@ def test_index_masks_agree_with_coco(converted: Converted, rgba: np.ndarray) -> 
         assert np.array_equal(pixels, packed == int(ann["color"][1:], 16))
         assert (semantic[pixels] == ann["category_id"]).all()
         drawn = decode(coco, ann)
-        if isinstance(ann["segmentation"], dict):  # RLE: exact, holes included
+        # RLE is exact, holes included; so is every polygon of auto mode (outlines of
+        # one component without holes).
+        if isinstance(ann["segmentation"], dict) or mode == "auto":
             assert np.array_equal(drawn, pixels)
             assert ann["area"] == int(pixels.sum())
         else:
@@ -138,6 +140,54 @@ def test_report_and_legend_account_for_every_pixel(converted: Converted, rgba: n
     labeled = sum(e["pixels"] for e in legend["entries"])
     assert legend["unlabeled_pixels"] == W * H - labeled
     assert stats["transparent_pixels"] == int((packed == UNLABELED).sum()) > 0
+
+
+SHAPES = {  # colour: (what it is, what auto mode must emit)
+    0x00FF00: ("rectangle, one run per row", "list"),
+    0x0000FF: ("U shape: one component, several runs in some rows", "list"),
+    0xFF0000: ("ring: a hole", "dict"),
+    0xFFFF00: ("two separate blobs", "dict"),
+    0xFF00FF: ("two blobs touching at a corner: one 8-connected component", "list"),
+}
+
+
+def _shapes() -> np.ndarray:
+    bgr = np.zeros((24, 32, 3), np.uint8)
+
+    def put(color: int, rows: slice, cols: slice) -> None:
+        bgr[rows, cols] = (color & 0xFF, (color >> 8) & 0xFF, color >> 16)
+
+    put(0x00FF00, slice(1, 5), slice(1, 9))
+    put(0x0000FF, slice(8, 16), slice(1, 10))
+    bgr[8:13, 4:7] = 0  # the U's gap
+    put(0xFF0000, slice(1, 9), slice(12, 20))
+    bgr[3:6, 14:17] = 0  # the ring's hole
+    put(0xFFFF00, slice(12, 15), slice(13, 16))
+    put(0xFFFF00, slice(18, 21), slice(13, 16))
+    put(0xFF00FF, slice(2, 5), slice(23, 26))
+    put(0xFF00FF, slice(5, 8), slice(26, 29))
+    return bgr
+
+
+def test_auto_mode_emits_exact_polygons_for_one_component_without_holes() -> None:
+    bgr = _shapes()
+    ok, png_data = cv2.imencode(".png", bgr)
+    assert ok
+    legend = {f"#{c:06x}": f"thing # {i}" for i, c in enumerate(SHAPES, start=1)}
+    out, outcome = convert_pair(png_data.tobytes(), legend)
+    assert outcome.status == "converted", outcome.reason
+    doc = json.loads(out.read("seg/a/coco.json"))
+    coco = load_coco(doc)
+    packed = decode_mask(png_data.tobytes(), 10**6).packed
+    for ann in doc["annotations"]:
+        color = int(ann["color"][1:], 16)
+        what, kind = SHAPES[color]
+        assert type(ann["segmentation"]).__name__ == kind, what
+        assert np.array_equal(decode(coco, ann), packed == color), what
+        assert ann["area"] == int((packed == color).sum()), what
+    stats = json.loads(out.read("seg/a/report.json"))["raster"]
+    assert (stats["polygons"], stats["rle"]) == (3, 2)
+    assert stats["polygon_iou_min"] == stats["polygon_iou_mean"] == 1.0
 
 
 @pytest.mark.parametrize(("legend", "expected"), [

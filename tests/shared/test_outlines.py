@@ -39,7 +39,8 @@ def components(draw: st.DrawFn) -> npt.NDArray[np.uint8]:
     if count < 2:
         noise[draw(st.integers(0, height - 1)), draw(st.integers(0, width - 1))] = 1
         count, labels = cv2.connectedComponents(noise, connectivity=8)
-    return (labels == draw(st.integers(1, count - 1))).astype(np.uint8)
+    part: npt.NDArray[np.uint8] = (labels == draw(st.integers(1, count - 1))).astype(np.uint8)
+    return part
 
 
 @given(st.lists(components(), min_size=1, max_size=6), st.integers(0, 5), st.integers(0, 5))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .runs import IntArray, RowRuns
+from .runs import IntArray, RowRuns, ranges
 
 
 def outline_polygons(runs: RowRuns, indices: IntArray) -> list[list[int]]:
@@ -29,7 +29,7 @@ def outline_polygons(runs: RowRuns, indices: IntArray) -> list[list[int]]:
         return []
     bounds = np.r_[runs.bounds, runs.order.size]
     per = bounds[indices + 1] - bounds[indices]
-    sel = runs.order[_ranges(bounds[indices], per)]
+    sel = runs.order[ranges(bounds[indices], per)]
     y, s, e = runs.row[sel], runs.x0[sel], runs.x1[sel]
     group = np.repeat(np.arange(indices.size), per)
     first = np.r_[True, group[1:] != group[:-1]]
@@ -48,9 +48,9 @@ def outline_polygons(runs: RowRuns, indices: IntArray) -> list[list[int]]:
     total = left_n + right_n
     offset = np.r_[0, np.cumsum(total)[:-1]]
     out = np.empty((int(total.sum()), 2), dtype=np.intp)
-    out[_ranges(offset, left_n)] = left[0]
+    out[ranges(offset, left_n)] = left[0]
     # The right-hand vertices come colour by colour in reverse colour order.
-    out[_ranges((offset + left_n)[::-1], right_n[::-1])] = right[0]
+    out[ranges((offset + left_n)[::-1], right_n[::-1])] = right[0]
     flat = out.reshape(-1).tolist()
     edges = (2 * np.r_[offset, total.sum()]).tolist()
     return [flat[a:b] for a, b in pairwise(edges)]
@@ -67,11 +67,6 @@ def _slots(slots: list[tuple[IntArray, IntArray, npt.NDArray[np.bool_]]], revers
     on_flat = on.reshape(-1)
     return np.stack([xs.reshape(-1)[on_flat], ys.reshape(-1)[on_flat]], axis=1), on_flat
 
-
-def _ranges(starts: IntArray, lengths: IntArray) -> IntArray:
-    """Concatenation of range(starts[i], starts[i] + lengths[i])."""
-    total = int(lengths.sum())
-    return np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(total)
 
 
 def _corner_table() -> tuple[IntArray, IntArray, IntArray, IntArray]:
@@ -128,7 +123,7 @@ def traced_outlines(borders: list[tuple[npt.NDArray[Any], int, int]]) -> list[li
     back = (on[before] + 4) % 8  # the way back is the previous step reversed
     code = np.where(on < 0, _LONE, back * 8 + on)
     count = _CORNER_COUNT[code]
-    pick = _ranges(_CORNER_START[code], count)
+    pick = ranges(_CORNER_START[code], count)
     x = _CORNER_X[pick] + np.repeat(pixels[:, 0], count)
     y = _CORNER_Y[pick] + np.repeat(pixels[:, 1], count)
     corners = np.bincount(np.repeat(np.arange(sizes.size), sizes), weights=count,

@@ -22,15 +22,12 @@ _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(data))
-        + kind
-        + data
-        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
+    crc = zlib.crc32(data, zlib.crc32(kind))
+    return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", crc)))
 
 
-def _raw_segment(data: bytes, level: int = 6, strategy: int = zlib.Z_DEFAULT_STRATEGY) -> bytes:
+def _raw_segment(data: memoryview | bytes, level: int = 6,
+                 strategy: int = zlib.Z_DEFAULT_STRATEGY) -> bytes:
     """Raw deflate blocks ending on a byte boundary (sync flush), never marked final."""
     comp = zlib.compressobj(level, zlib.DEFLATED, -15, 8, strategy)
     return comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH)
@@ -45,6 +42,7 @@ def _zero_rows_segment(row_bytes: int, rows: int) -> bytes:
     return _raw_segment(b"\x00" * (row_bytes * rows), 9)
 
 
+@functools.lru_cache(maxsize=4096)  # a handful of distinct row counts per colour
 def _zero_run(row_bytes: int, rows: int) -> bytes:
     """Deflate segment for `rows` zero rows, stitched from cached power-of-two pieces."""
     out = []
@@ -64,23 +62,19 @@ def _adler_zeros(adler: int, count: int) -> int:
     return (b << 16) | a
 
 
-def encode_bitmask(bits: npt.NDArray[np.uint8], byte0: int, y0: int, width: int, height: int
-                   ) -> bytes:
-    """A full-size 1-bit greyscale PNG (0/255 when decoded) whose rows y0.. hold `bits`
-    (rows of `np.packbits` output) from byte column `byte0` on, and zeros elsewhere."""
-    h, nbytes = bits.shape
-    row_bytes = (width + 7) // 8 + 1  # filter byte + packed pixels
-    rows = np.zeros((h, row_bytes), dtype=np.uint8)
-    rows[:, 1 + byte0 : 1 + byte0 + nbytes] = bits
-    body = rows.tobytes()
-    adler = _adler_zeros(1, row_bytes * y0)
-    adler = zlib.adler32(body, adler)
-    adler = _adler_zeros(adler, row_bytes * (height - y0 - h))
+def encode_bitmask(rows: memoryview | bytes, y0: int, width: int, height: int) -> bytes:
+    """A full-size 1-bit greyscale PNG (0/255 when decoded) whose rows from y0 on are
+    `rows` (PNG scanlines: a 0 filter byte, then the pixels packed MSB first), all
+    other rows zero."""
+    row_bytes = (width + 7) // 8 + 1
+    h = len(rows) // row_bytes
+    adler = _adler_zeros(zlib.adler32(rows, _adler_zeros(1, row_bytes * y0)),
+                         row_bytes * (height - y0 - h))
     stream = b"".join((
         b"\x78\x01",
         _zero_run(row_bytes, y0),
         # Run-length matches only: faster than level 1 and smaller on 1-bit rows.
-        _raw_segment(body, 1, zlib.Z_RLE),
+        _raw_segment(rows, 1, zlib.Z_RLE),
         _zero_run(row_bytes, height - y0 - h),
         _FINAL_EMPTY_BLOCK,
         struct.pack(">I", adler),

@@ -222,19 +222,20 @@ def add_regions(
     return RasterResult(files, stats)
 
 
-def _color_pngs(packed: npt.NDArray[np.uint32], regions: Regions, chunk: list[_Present]
+def _color_pngs(packed: npt.NDArray[np.uint32], regions: Regions, present: list[_Present]
                 ) -> dict[str, bytes]:
     """Each colour's full-size 1-bit PNG, from its box alone."""
     height, width = packed.shape
+    row_bytes = (width + 7) // 8 + 1  # filter byte + packed pixels
     out = {}
-    for p in chunk:
+    for p in present:
         i = p.index
         y0, y1, x1 = int(regions.y0[i]), int(regions.y1[i]), int(regions.x1[i])
         left = int(regions.x0[i]) & ~7  # whole bytes: packbits output drops into the rows
         bits = np.packbits(packed[y0:y1, left:x1] == p.entry.rgb, axis=1)
-        out[f"masks/colors/{p.entry.hex}.png"] = encode_bitmask(
-            bits, left // 8, y0, width, height
-        )
+        rows = np.zeros((y1 - y0, row_bytes), dtype=np.uint8)
+        rows[:, 1 + left // 8 : 1 + left // 8 + bits.shape[1]] = bits
+        out[f"masks/colors/{p.entry.hex}.png"] = encode_bitmask(rows.data, y0, width, height)
     return out
 
 

@@ -206,3 +206,9 @@ def _leb_strings(counts: IntArray, group_start: IntArray, lengths: IntArray) -> 
 
 # 16 * 32**k: the first magnitude needing k + 2 characters.
 _LEB_LIMITS = np.array([16 << (5 * k) for k in range(8)], dtype=np.intp)
+
+
+def ranges(starts: IntArray, lengths: IntArray) -> IntArray:
+    """Concatenation of range(starts[i], starts[i] + lengths[i])."""
+    total = int(lengths.sum())
+    return np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths) + np.arange(total)

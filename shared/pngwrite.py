@@ -62,19 +62,24 @@ def _adler_zeros(adler: int, count: int) -> int:
     return (b << 16) | a
 
 
-def encode_bitmask(rows: memoryview | bytes, y0: int, width: int, height: int) -> bytes:
+def encode_bitmask(rows: npt.NDArray[np.uint8] | bytes, y0: int, width: int, height: int
+                   ) -> bytes:
     """A full-size 1-bit greyscale PNG (0/255 when decoded) whose rows from y0 on are
     `rows` (PNG scanlines: a 0 filter byte, then the pixels packed MSB first), all
     other rows zero."""
+    # A flat byte view: lengths in bytes whatever the array's shape.
+    data = (memoryview(rows) if isinstance(rows, bytes) else rows.data).cast("B")
     row_bytes = (width + 7) // 8 + 1
-    h = len(rows) // row_bytes
-    adler = _adler_zeros(zlib.adler32(rows, _adler_zeros(1, row_bytes * y0)),
+    h, extra = divmod(data.nbytes, row_bytes)
+    if extra or y0 + h > height:
+        raise ValueError(f"{data.nbytes} bytes are not whole scanlines of a {width}x{height} mask")
+    adler = _adler_zeros(zlib.adler32(data, _adler_zeros(1, row_bytes * y0)),
                          row_bytes * (height - y0 - h))
     stream = b"".join((
         b"\x78\x01",
         _zero_run(row_bytes, y0),
         # Run-length matches only: faster than level 1 and smaller on 1-bit rows.
-        _raw_segment(rows, 1, zlib.Z_RLE),
+        _raw_segment(data, 1, zlib.Z_RLE),
         _zero_run(row_bytes, height - y0 - h),
         _FINAL_EMPTY_BLOCK,
         struct.pack(">I", adler),

@@ -235,7 +235,7 @@ def _color_pngs(packed: npt.NDArray[np.uint32], regions: Regions, present: list[
         bits = np.packbits(packed[y0:y1, left:x1] == p.entry.rgb, axis=1)
         rows = np.zeros((y1 - y0, row_bytes), dtype=np.uint8)
         rows[:, 1 + left // 8 : 1 + left // 8 + bits.shape[1]] = bits
-        out[f"masks/colors/{p.entry.hex}.png"] = encode_bitmask(rows.data, y0, width, height)
+        out[f"masks/colors/{p.entry.hex}.png"] = encode_bitmask(rows, y0, width, height)
     return out
 
 

@@ -26,6 +26,7 @@ from shared.storage import MemoryStore
 from tests.cocoutil import decode, load_coco
 from tests.httpserver import Answer, CountingServer
 from tests.masks import encode_png, legend_for, paint, palette
+from tests.shared.test_pngwrite import strict_bitmask
 
 W, H = 320, 240
 COLORS = palette(40)
@@ -80,6 +81,8 @@ def test_each_colour_png_is_exactly_mask_equals_colour(converted: Converted, rgb
         image = png(out, f"seg/a/masks/{entry['mask']}")
         assert image.shape == (H, W) and set(np.unique(image)) <= {0, 255}
         assert np.array_equal(image == 255, packed == rgb)
+        strict = strict_bitmask(out.read(f"seg/a/masks/{entry['mask']}"))
+        assert np.array_equal(strict, packed == rgb)
         assert entry["pixels"] == int((packed == rgb).sum())
         written += 1
     assert written == len(out.list("seg/a/masks/colors/"))

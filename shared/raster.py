@@ -1,8 +1,9 @@
-"""Colour masks -> label image, per-region COCO, index masks, per-colour PNGs, legend.
+"""Colour masks -> per-region COCO, index masks, per-colour PNGs, legend.
 
-One pass decides every pixel's legend entry (a 24-bit lookup table); regions' boxes come
-from horizontal runs of that label image; all per-region work (binary mask, RLE, contours,
-IoU, 1-bit PNG) is bounded to the region's box.  No per-colour full-frame scan or copy.
+Everything comes from one decode and two run passes (runs.py): boxes, pixel counts, Euler
+numbers, index masks, outlines of one-run-per-row regions and every exact RLE.  What is
+left per colour is bounded to its box: tracing the other single-component regions and
+writing its 1-bit PNG.  No per-colour full-frame scan or copy.
 """
 
 from __future__ import annotations

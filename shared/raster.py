@@ -117,6 +117,8 @@ class _Present:
 
     entry: LegendEntry
     index: int  # into the runs' colours
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+    pixels: int
     annotation: dict[str, Any]
 
 
@@ -128,14 +130,18 @@ def add_regions(
     runs = row_runs(mask.packed)
     regions = region_summary(runs, width)
     index_of = {int(c): i for i, c in enumerate(runs.colors.tolist())}
+    # Plain ints once: numpy scalars cost a conversion on every use.
+    boxes = list(zip(regions.x0.tolist(), regions.y0.tolist(), regions.x1.tolist(),
+                     regions.y1.tolist(), strict=True))
+    pixels = regions.pixels.tolist()
     present: list[_Present] = []
     for entry in entries:
         i = index_of.get(entry.rgb)
         if i is None:
             continue
+        x0, y0, x1, y1 = boxes[i]
         fields: dict[str, Any] = {
-            "bbox": [int(regions.x0[i]), int(regions.y0[i]),
-                     int(regions.x1[i] - regions.x0[i]), int(regions.y1[i] - regions.y0[i])],
+            "bbox": [x0, y0, x1 - x0, y1 - y0],
             "area": 0,
             "segmentation": None,
             "attributes": {},
@@ -144,7 +150,9 @@ def add_regions(
         }
         if entry.instance is not None:
             fields["instance"] = entry.instance
-        present.append(_Present(entry, i, builder.add_annotation(entry.label, fields)))
+        present.append(
+            _Present(entry, i, boxes[i], pixels[i], builder.add_annotation(entry.label, fields))
+        )
     if present and present[-1].annotation["id"] > 0xFFFF:
         raise TooLargeError(
             "too_many_annotations", "instances.png holds at most 65535 annotation ids"
@@ -154,9 +162,9 @@ def add_regions(
         dtype=np.uint8 if max(builder.ids.values(), default=0) < 256 else np.uint16,
     )
     instance_of = np.zeros(runs.colors.size, dtype=np.uint16)
-    for p in present:
-        semantic_of[p.index] = p.annotation["category_id"]
-        instance_of[p.index] = p.annotation["id"]
+    at = [p.index for p in present]
+    semantic_of[at] = [p.annotation["category_id"] for p in present]
+    instance_of[at] = [p.annotation["id"] for p in present]
     shape = (height, width)
     # A second thread paints and encodes the index masks (cv2 releases the GIL while it
     # encodes) while this one does the per-colour work.  Only long GIL-free calls go
@@ -167,16 +175,16 @@ def add_regions(
         )
         ious, kinds = _add_segmentations(mask, runs, regions, present, options)
         files = {"masks/semantic.png": b"", "masks/instances.png": b""}
-        files.update(_color_pngs(mask.packed, regions, present))
+        files.update(_color_pngs(mask.packed, present))
         files["masks/semantic.png"], files["masks/instances.png"] = index_pngs.result()
     builder.counts["raster_regions"] += len(present)
     legend_colors = {e.rgb for e in entries}
     unknown: list[dict[str, Any]] = [
-        {"color": f"#{c:06x}", "pixels": int(regions.pixels[i])}
+        {"color": f"#{c:06x}", "pixels": pixels[i]}
         for c, i in sorted(index_of.items())
         if c not in legend_colors and c != UNLABELED
     ]
-    transparent = int(regions.pixels[index_of[UNLABELED]]) if UNLABELED in index_of else 0
+    transparent = pixels[index_of[UNLABELED]] if UNLABELED in index_of else 0
     annotation_of = {p.entry.rgb: p for p in present}
     legend_entries: list[dict[str, Any]] = []
     for entry in entries:
@@ -187,7 +195,7 @@ def add_regions(
             "instance": entry.instance,
             "category_id": builder.ids[entry.label],
             "annotation_id": found.annotation["id"] if found else None,
-            "pixels": int(regions.pixels[found.index]) if found else 0,
+            "pixels": found.pixels if found else 0,
             "mask": f"colors/{entry.hex}.png" if found else None,
         })
     labeled = int(sum(r["pixels"] for r in legend_entries))
@@ -223,16 +231,14 @@ def add_regions(
     return RasterResult(files, stats)
 
 
-def _color_pngs(packed: npt.NDArray[np.uint32], regions: Regions, present: list[_Present]
-                ) -> dict[str, bytes]:
+def _color_pngs(packed: npt.NDArray[np.uint32], present: list[_Present]) -> dict[str, bytes]:
     """Each colour's full-size 1-bit PNG, from its box alone."""
     height, width = packed.shape
     row_bytes = (width + 7) // 8 + 1  # filter byte + packed pixels
     out = {}
     for p in present:
-        i = p.index
-        y0, y1, x1 = int(regions.y0[i]), int(regions.y1[i]), int(regions.x1[i])
-        left = int(regions.x0[i]) & ~7  # whole bytes: packbits output drops into the rows
+        x0, y0, x1, y1 = p.box
+        left = x0 & ~7  # whole bytes: packbits output drops into the rows
         bits = np.packbits(packed[y0:y1, left:x1] == p.entry.rgb, axis=1)
         rows = np.zeros((y1 - y0, row_bytes), dtype=np.uint8)
         rows[:, 1 + left // 8 : 1 + left // 8 + bits.shape[1]] = bits
@@ -255,11 +261,12 @@ def _add_segmentations(
     ious: list[float] = []
     kinds = {"polygon": 0, "rle": 0}
     mode = options.raster_segmentation
-    outlined = [p for p in present if mode != "rle" and regions.row_convex[p.index]]
+    row_convex, euler = regions.row_convex.tolist(), regions.euler.tolist()
+    outlined = [p for p in present if mode != "rle" and row_convex[p.index]]
     outlines = outline_polygons(runs, np.array([p.index for p in outlined], dtype=np.intp))
     for p, outline in zip(outlined, outlines, strict=True):
         p.annotation["segmentation"] = [outline]
-        p.annotation["area"] = int(regions.pixels[p.index])
+        p.annotation["area"] = p.pixels
     ious.extend([1.0] * len(outlined))
     kinds["polygon"] += len(outlined)
     traced: list[tuple[_Present, int]] = []  # region, how many outlines
@@ -271,9 +278,8 @@ def _add_segmentations(
         i = p.index
         # Components minus holes != 1: not one component without holes, so auto mode
         # needs no tracing to know it is RLE.
-        if mode == "polygon" or (mode == "auto" and regions.euler[i] == 1):
-            y0, y1, x0, x1 = (int(regions.y0[i]), int(regions.y1[i]),
-                              int(regions.x0[i]), int(regions.x1[i]))
+        if mode == "polygon" or (mode == "auto" and euler[i] == 1):
+            x0, y0, x1, y1 = p.box
             box = mask.packed[y0:y1, x0:x1] == p.entry.rgb
             outer, holes = outer_borders(box.view(np.uint8))
             if mode == "polygon" or (len(outer) == 1 and holes == 0):
@@ -285,7 +291,7 @@ def _add_segmentations(
     for p, n in traced:
         if n < 0:  # one component without holes: the outline is exact
             p.annotation["segmentation"] = [next(drawn)]
-            p.annotation["area"] = int(regions.pixels[p.index])
+            p.annotation["area"] = p.pixels
             ious.append(1.0)
             kinds["polygon"] += 1
         else:  # polygon mode, holes filled or several components: check against the pixels
@@ -306,6 +312,6 @@ def _add_segmentations(
                 ious.append(iou)
                 kinds["polygon"] += 1
                 continue
-        p.annotation["segmentation"], p.annotation["area"] = exact, int(regions.pixels[p.index])
+        p.annotation["segmentation"], p.annotation["area"] = exact, p.pixels
         kinds["rle"] += 1
     return ious, kinds

@@ -27,7 +27,16 @@ from .jsonio import dump_json
 from .legend import LegendEntry
 from .outlines import outline_polygons, traced_outlines
 from .pngwrite import encode_bitmask, encode_gray
-from .runs import Regions, RowRuns, column_runs, paint, region_summary, rle_strings, row_runs
+from .runs import (
+    Regions,
+    RowRuns,
+    column_runs,
+    euler_numbers,
+    paint,
+    region_summary,
+    rle_strings,
+    row_runs,
+)
 
 UNLABELED = 1 << 24  # packed value of a transparent pixel: outside every colour
 MIN_POLYGON_IOU = 0.95
@@ -128,7 +137,7 @@ def add_regions(
     """Add one annotation per legend colour present; return the mask files and legend."""
     width, height = mask.width, mask.height
     runs = row_runs(mask.packed)
-    regions = region_summary(runs, width)
+    regions = region_summary(runs)
     index_of = {int(c): i for i, c in enumerate(runs.colors.tolist())}
     # Plain ints once: numpy scalars cost a conversion on every use.
     boxes = list(zip(regions.x0.tolist(), regions.y0.tolist(), regions.x1.tolist(),
@@ -261,7 +270,7 @@ def _add_segmentations(
     ious: list[float] = []
     kinds = {"polygon": 0, "rle": 0}
     mode = options.raster_segmentation
-    row_convex, euler = regions.row_convex.tolist(), regions.euler.tolist()
+    row_convex = regions.row_convex.tolist()
     outlined = [p for p in present if mode != "rle" and row_convex[p.index]]
     outlines = outline_polygons(runs, np.array([p.index for p in outlined], dtype=np.intp))
     for p, outline in zip(outlined, outlines, strict=True):
@@ -272,13 +281,13 @@ def _add_segmentations(
     traced: list[tuple[_Present, int]] = []  # region, how many outlines
     borders: list[tuple[npt.NDArray[Any], int, int]] = []
     exact_needed: list[tuple[_Present, list[list[int]]]] = []
-    for p in present:
-        if p.annotation["segmentation"] is not None:
-            continue
-        i = p.index
-        # Components minus holes != 1: not one component without holes, so auto mode
-        # needs no tracing to know it is RLE.
-        if mode == "polygon" or (mode == "auto" and euler[i] == 1):
+    rest = [p for p in present if p.annotation["segmentation"] is None]
+    euler = dict.fromkeys((p.index for p in rest), 1)
+    if mode == "auto":  # components minus holes != 1: RLE, known without tracing
+        at = np.array(list(euler), dtype=np.intp)
+        euler = dict(zip(euler, euler_numbers(runs, at, width).tolist(), strict=True))
+    for p in rest:
+        if mode == "polygon" or (mode == "auto" and euler[p.index] == 1):
             x0, y0, x1, y1 = p.box
             box = mask.packed[y0:y1, x0:x1] == p.entry.rgb
             outer, holes = outer_borders(box.view(np.uint8))

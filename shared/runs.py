@@ -49,7 +49,6 @@ class Regions:
     y1: IntArray
     pixels: IntArray
     row_convex: npt.NDArray[np.bool_]
-    euler: IntArray  # components minus holes (8-connected pixels, 4-connected holes)
 
 
 def row_runs(packed: npt.NDArray[np.uint32]) -> RowRuns:
@@ -75,7 +74,7 @@ def row_runs(packed: npt.NDArray[np.uint32]) -> RowRuns:
     return RowRuns(colors, row, x0, x1, index, order, bounds)
 
 
-def region_summary(runs: RowRuns, width: int) -> Regions:
+def region_summary(runs: RowRuns) -> Regions:
     row, x0, x1 = runs.row[runs.order], runs.x0[runs.order], runs.x1[runs.order]
     b = runs.bounds
     last = np.r_[b[1:], row.size] - 1
@@ -93,27 +92,31 @@ def region_summary(runs: RowRuns, width: int) -> Regions:
         y1=row[last] + 1,
         pixels=np.add.reduceat(x1 - x0, b),
         row_convex=~np.logical_or.reduceat(broken, b),
-        euler=np.add.reduceat(1 - _touching_above(row, x0, x1, b, width), b),
     )
 
 
-def _touching_above(row: IntArray, x0: IntArray, x1: IntArray, bounds: IntArray, width: int
-                    ) -> IntArray:
-    """For each run (grouped by colour, raster order within), how many runs of its colour
-    in the row above it touches, diagonals included.
+def euler_numbers(runs: RowRuns, indices: IntArray, width: int) -> IntArray:
+    """Components minus holes (8-connected pixels, 4-connected holes) of each colour in
+    `indices`: its runs minus the contacts between runs in adjacent rows.
 
-    A region's runs minus these contacts is its Euler number: each contact joins two
-    pieces or closes a loop around a hole.  The runs of one row are disjoint and sorted,
-    so the runs a run touches are a contiguous range, found by two binary searches on
-    (colour, row, x) keys.
+    Each contact joins two pieces or closes a loop around a hole.  The runs of one row
+    are disjoint and sorted, so the runs a run touches in the row above are a contiguous
+    range, found by two binary searches on (colour, row, x) keys.
     """
-    color = np.repeat(np.arange(bounds.size), np.diff(np.r_[bounds, row.size]))
+    if not indices.size:
+        return np.zeros(0, dtype=np.intp)
+    bounds = np.r_[runs.bounds, runs.order.size]
+    per = bounds[indices + 1] - bounds[indices]
+    sel = runs.order[ranges(bounds[indices], per)]
+    row, x0, x1 = runs.row[sel], runs.x0[sel], runs.x1[sel]
+    color = np.repeat(np.arange(indices.size), per)
     line = (color * (int(row.max(initial=0)) + 2) + row) * (width + 2)
     above = line - (width + 2)
     lo = np.searchsorted(line + x1, above + x0, side="left")
     hi = np.searchsorted(line + x0, above + x1, side="right")
-    touching: IntArray = np.maximum(hi - lo, 0)
-    return touching
+    contacts = np.maximum(hi - lo, 0)
+    euler: IntArray = np.add.reduceat(1 - contacts, np.r_[0, np.cumsum(per)[:-1]])
+    return euler
 
 
 def paint(runs: RowRuns, values: npt.NDArray[Pixel], shape: tuple[int, int]

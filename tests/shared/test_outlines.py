@@ -24,7 +24,7 @@ def _drawn(polygon: list[int], height: int, width: int) -> npt.NDArray[np.bool_]
 @given(label_images(max_side=40))
 def test_row_convex_outlines_are_exact(image: Labels) -> None:
     runs = row_runs(image)
-    regions = region_summary(runs, image.shape[1])
+    regions = region_summary(runs)
     convex = np.flatnonzero(regions.row_convex)
     for i, polygon in zip(convex, outline_polygons(runs, convex), strict=True):
         assert np.array_equal(_drawn(polygon, *image.shape), image == runs.colors[i])

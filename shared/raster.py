@@ -35,6 +35,7 @@ from .runs import (
     paint,
     region_summary,
     rle_strings,
+    row_bands,
     row_runs,
 )
 
@@ -90,10 +91,13 @@ def decode_mask(data: bytes, max_pixels: int, pointer: str = "") -> Mask:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2BGRA)
     image = np.ascontiguousarray(image)
     # Little-endian BGRA bytes read as uint32 are 0xAARRGGBB: no per-channel arithmetic.
-    packed = image.view(np.uint32).reshape(image.shape[:2])
-    transparent = packed < (1 << 24)
-    packed &= 0xFFFFFF
-    packed[transparent] = UNLABELED
+    height, width = int(image.shape[0]), int(image.shape[1])
+    packed = image.view(np.uint32).reshape(height, width)
+    for r0, r1 in row_bands(height, width):
+        band = packed[r0:r1]
+        transparent = band < (1 << 24)
+        band &= 0xFFFFFF
+        band[transparent] = UNLABELED
     return Mask(packed)
 
 

@@ -51,13 +51,40 @@ class Regions:
     row_convex: npt.NDArray[np.bool_]
 
 
+def row_bands(height: int, width: int) -> list[tuple[int, int]]:
+    """Row ranges of about 4 MB of pixels: whole-image passes in bands reuse one small
+    scratch buffer instead of touching fresh full-frame ones (page faults cost more than
+    the comparisons at 64 MP)."""
+    step = max(1, (1 << 22) // max(width, 1))
+    return [(r, min(height, r + step)) for r in range(0, height, step)]
+
+
+def _change_starts(packed: npt.NDArray[np.uint32], vertical: bool) -> IntArray:
+    """Flat row-major indices where a run starts: along rows (each row's first pixel
+    included), or down columns (each column's top included when it differs from the
+    previous column's bottom, since COCO's runs flow from one column into the next)."""
+    height, width = packed.shape
+    scratch = np.empty(min(height * width, max(width, 1 << 22)), dtype=bool)
+    found = []
+    for r0, r1 in row_bands(height, width):
+        flags = scratch[: (r1 - r0) * width].reshape(r1 - r0, width)
+        if not vertical:
+            flags[:, 0] = True
+            np.not_equal(packed[r0:r1, 1:], packed[r0:r1, :-1], out=flags[:, 1:])
+        elif r0 == 0:
+            flags[0, 0] = True
+            np.not_equal(packed[0, 1:], packed[-1, :-1], out=flags[0, 1:])
+            np.not_equal(packed[1:r1], packed[: r1 - 1], out=flags[1:])
+        else:
+            np.not_equal(packed[r0:r1], packed[r0 - 1 : r1 - 1], out=flags)
+        found.append(np.flatnonzero(flags) + r0 * width)
+    return np.concatenate(found)
+
+
 def row_runs(packed: npt.NDArray[np.uint32]) -> RowRuns:
     height, width = packed.shape
-    starts = np.ones((height, width), dtype=bool)
-    np.not_equal(packed[:, 1:], packed[:, :-1], out=starts[:, 1:])
     # flatnonzero plus divmod is several times faster than a 2-D nonzero.
-    row, x0 = np.divmod(np.flatnonzero(starts), width)
-    del starts
+    row, x0 = np.divmod(_change_starts(packed, vertical=False), width)
     x1 = np.empty_like(x0)
     x1[:-1] = x0[1:]
     x1[-1] = width
@@ -133,12 +160,7 @@ def column_runs(packed: npt.NDArray[np.uint32]) -> tuple[IntArray, npt.NDArray[n
     the pixels, are reordered into column order.
     """
     height, width = packed.shape
-    change = np.empty((height, width), dtype=bool)
-    change[0, 0] = True
-    np.not_equal(packed[0, 1:], packed[-1, :-1], out=change[0, 1:])
-    np.not_equal(packed[1:], packed[:-1], out=change[1:])
-    row, col = np.divmod(np.flatnonzero(change), width)
-    del change
+    row, col = np.divmod(_change_starts(packed, vertical=True), width)
     start = np.sort(col * height + row)
     col, row = np.divmod(start, height)
     return start, packed[row, col]

@@ -10,7 +10,15 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from pycocotools import mask as mask_utils
 
-from shared.runs import column_runs, euler_numbers, paint, region_summary, rle_strings, row_runs
+from shared.runs import (
+    column_runs,
+    euler_numbers,
+    paint,
+    region_summary,
+    rle_strings,
+    row_bands,
+    row_runs,
+)
 
 Labels = npt.NDArray[np.uint32]
 
@@ -93,3 +101,19 @@ def test_rle_strings_of_an_absent_colour_is_all_background() -> None:
     start, values = column_runs(image)
     got = rle_strings(start, values, np.array([0, 7], dtype=np.uint32), image.size)
     assert got == [_coco_counts(image == 0), _coco_counts(image == 7)]
+
+
+def test_scans_in_several_bands_match_one_pass() -> None:
+    """Masks wider than a band's pixel budget are scanned a few rows at a time; runs
+    and RLEs must not notice the seams."""
+    width = (1 << 22) // 3 + 5  # bands of 2 rows
+    small = np.random.default_rng(4).integers(0, 4, (4, width // 512 + 1)).astype(np.uint32)
+    image = np.ascontiguousarray(np.kron(small, np.ones((3, 512), np.uint32))[:10, :width])
+    assert len(row_bands(*image.shape)) == 5
+    runs = row_runs(image)
+    assert np.array_equal(runs.colors[paint(runs, np.arange(runs.colors.size), image.shape)],
+                          image)
+    start, values = column_runs(image)
+    wanted = np.unique(image)
+    assert rle_strings(start, values, wanted, image.size) == [
+        _coco_counts(image == w) for w in wanted]

@@ -37,9 +37,7 @@ def outline_polygons(runs: RowRuns, indices: IntArray) -> list[list[int]]:
     s_prev, e_prev = np.r_[0, s[:-1]], np.r_[0, e[:-1]]
     step_l = ~first & (s != s_prev)
     step_r = ~first & (e != e_prev)
-    left = _slots(
-        [(s, y, first), (s_prev, y, step_l), (s, y, step_l), (s, y + 1, last)]
-    )
+    left = _slots([(s, y, first), (s_prev, y, step_l), (s, y, step_l), (s, y + 1, last)])
     right = _slots(
         [(e, y + 1, last), (e, y, step_r), (e_prev, y, step_r), (e, y, first)], reverse=True
     )
@@ -56,8 +54,9 @@ def outline_polygons(runs: RowRuns, indices: IntArray) -> list[list[int]]:
     return [flat[a:b] for a, b in pairwise(edges)]
 
 
-def _slots(slots: list[tuple[IntArray, IntArray, npt.NDArray[np.bool_]]], reverse: bool = False
-           ) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+def _slots(
+    slots: list[tuple[IntArray, IntArray, npt.NDArray[np.bool_]]], reverse: bool = False
+) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     """Vertices from up to four candidate slots per run, in run order (or reversed)."""
     xs = np.stack([x for x, _, _ in slots], axis=1)
     ys = np.stack([y for _, y, _ in slots], axis=1)
@@ -66,7 +65,6 @@ def _slots(slots: list[tuple[IntArray, IntArray, npt.NDArray[np.bool_]]], revers
         xs, ys, on = xs[::-1], ys[::-1], on[::-1]
     on_flat = on.reshape(-1)
     return np.stack([xs.reshape(-1)[on_flat], ys.reshape(-1)[on_flat]], axis=1), on_flat
-
 
 
 def _corner_table() -> tuple[IntArray, IntArray, IntArray, IntArray]:
@@ -96,8 +94,12 @@ def _corner_table() -> tuple[IntArray, IntArray, IntArray, IntArray]:
         counts.append(len(corners))
         xs += [x for x, _ in corners]
         ys += [y for _, y in corners]
-    return (np.array(starts, dtype=np.intp), np.array(counts, dtype=np.intp),
-            np.array(xs, dtype=np.intp), np.array(ys, dtype=np.intp))
+    return (
+        np.array(starts, dtype=np.intp),
+        np.array(counts, dtype=np.intp),
+        np.array(xs, dtype=np.intp),
+        np.array(ys, dtype=np.intp),
+    )
 
 
 _LONE = 64
@@ -114,8 +116,7 @@ def traced_outlines(borders: list[tuple[npt.NDArray[Any], int, int]]) -> list[li
         return []
     sizes = np.array([len(b) for b, _, _ in borders], dtype=np.intp)
     pixels = np.concatenate([b.reshape(-1, 2) for b, _, _ in borders]).astype(np.intp)
-    offsets = np.repeat(np.array([(x0, y0) for _, x0, y0 in borders], dtype=np.intp), sizes,
-                        axis=0)
+    offsets = np.repeat(np.array([(x0, y0) for _, x0, y0 in borders], dtype=np.intp), sizes, axis=0)
     pixels += offsets
     after, before = _cyclic_neighbours(sizes)
     step = pixels[after] - pixels
@@ -126,8 +127,9 @@ def traced_outlines(borders: list[tuple[npt.NDArray[Any], int, int]]) -> list[li
     pick = ranges(_CORNER_START[code], count)
     x = _CORNER_X[pick] + np.repeat(pixels[:, 0], count)
     y = _CORNER_Y[pick] + np.repeat(pixels[:, 1], count)
-    corners = np.bincount(np.repeat(np.arange(sizes.size), sizes), weights=count,
-                          minlength=sizes.size).astype(np.intp)
+    corners = np.bincount(
+        np.repeat(np.arange(sizes.size), sizes), weights=count, minlength=sizes.size
+    ).astype(np.intp)
     after, before = _cyclic_neighbours(corners)
     # A straight edge needs only its two ends.
     keep = ~(((x == x[before]) & (x == x[after])) | ((y == y[before]) & (y == y[after])))

@@ -26,8 +26,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", crc)))
 
 
-def _raw_segment(data: memoryview | bytes, level: int = 6,
-                 strategy: int = zlib.Z_DEFAULT_STRATEGY) -> bytes:
+def _raw_segment(
+    data: memoryview | bytes, level: int = 6, strategy: int = zlib.Z_DEFAULT_STRATEGY
+) -> bytes:
     """Raw deflate blocks ending on a byte boundary (sync flush), never marked final."""
     comp = zlib.compressobj(level, zlib.DEFLATED, -15, 8, strategy)
     return comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH)
@@ -62,8 +63,7 @@ def _adler_zeros(adler: int, count: int) -> int:
     return (b << 16) | a
 
 
-def encode_bitmask(rows: npt.NDArray[np.uint8] | bytes, y0: int, width: int, height: int
-                   ) -> bytes:
+def encode_bitmask(rows: npt.NDArray[np.uint8] | bytes, y0: int, width: int, height: int) -> bytes:
     """A full-size 1-bit greyscale PNG (0/255 when decoded) whose rows from y0 on are
     `rows` (PNG scanlines: a 0 filter byte, then the pixels packed MSB first), all
     other rows zero."""
@@ -73,17 +73,20 @@ def encode_bitmask(rows: npt.NDArray[np.uint8] | bytes, y0: int, width: int, hei
     h, extra = divmod(data.nbytes, row_bytes)
     if extra or y0 + h > height:
         raise ValueError(f"{data.nbytes} bytes are not whole scanlines of a {width}x{height} mask")
-    adler = _adler_zeros(zlib.adler32(data, _adler_zeros(1, row_bytes * y0)),
-                         row_bytes * (height - y0 - h))
-    stream = b"".join((
-        b"\x78\x01",
-        _zero_run(row_bytes, y0),
-        # Run-length matches only: faster than level 1 and smaller on 1-bit rows.
-        _raw_segment(data, 1, zlib.Z_RLE),
-        _zero_run(row_bytes, height - y0 - h),
-        _FINAL_EMPTY_BLOCK,
-        struct.pack(">I", adler),
-    ))
+    adler = _adler_zeros(
+        zlib.adler32(data, _adler_zeros(1, row_bytes * y0)), row_bytes * (height - y0 - h)
+    )
+    stream = b"".join(
+        (
+            b"\x78\x01",
+            _zero_run(row_bytes, y0),
+            # Run-length matches only: faster than level 1 and smaller on 1-bit rows.
+            _raw_segment(data, 1, zlib.Z_RLE),
+            _zero_run(row_bytes, height - y0 - h),
+            _FINAL_EMPTY_BLOCK,
+            struct.pack(">I", adler),
+        )
+    )
     return b"".join((_header(width, height), _chunk(b"IDAT", stream), _IEND))
 
 

@@ -144,8 +144,15 @@ def add_regions(
     regions = region_summary(runs)
     index_of = {int(c): i for i, c in enumerate(runs.colors.tolist())}
     # Plain ints once: numpy scalars cost a conversion on every use.
-    boxes = list(zip(regions.x0.tolist(), regions.y0.tolist(), regions.x1.tolist(),
-                     regions.y1.tolist(), strict=True))
+    boxes = list(
+        zip(
+            regions.x0.tolist(),
+            regions.y0.tolist(),
+            regions.x1.tolist(),
+            regions.y1.tolist(),
+            strict=True,
+        )
+    )
     pixels = regions.pixels.tolist()
     present: list[_Present] = []
     for entry in entries:
@@ -202,15 +209,17 @@ def add_regions(
     legend_entries: list[dict[str, Any]] = []
     for entry in entries:
         found = annotation_of.get(entry.rgb)
-        legend_entries.append({
-            "color": f"#{entry.hex}",
-            "label": entry.label,
-            "instance": entry.instance,
-            "category_id": builder.ids[entry.label],
-            "annotation_id": found.annotation["id"] if found else None,
-            "pixels": found.pixels if found else 0,
-            "mask": f"colors/{entry.hex}.png" if found else None,
-        })
+        legend_entries.append(
+            {
+                "color": f"#{entry.hex}",
+                "label": entry.label,
+                "instance": entry.instance,
+                "category_id": builder.ids[entry.label],
+                "annotation_id": found.annotation["id"] if found else None,
+                "pixels": found.pixels if found else 0,
+                "mask": f"colors/{entry.hex}.png" if found else None,
+            }
+        )
     labeled = int(sum(r["pixels"] for r in legend_entries))
     legend = {
         "width": width,

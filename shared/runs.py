@@ -146,8 +146,7 @@ def euler_numbers(runs: RowRuns, indices: IntArray, width: int) -> IntArray:
     return euler
 
 
-def paint(runs: RowRuns, values: npt.NDArray[Pixel], shape: tuple[int, int]
-          ) -> npt.NDArray[Pixel]:
+def paint(runs: RowRuns, values: npt.NDArray[Pixel], shape: tuple[int, int]) -> npt.NDArray[Pixel]:
     """Full-frame image whose pixels are `values[colour index]`: one repeat over the runs."""
     return np.repeat(values[runs.index], runs.x1 - runs.x0).reshape(shape)
 
@@ -166,8 +165,9 @@ def column_runs(packed: npt.NDArray[np.uint32]) -> tuple[IntArray, npt.NDArray[n
     return start, packed[row, col]
 
 
-def rle_strings(start: IntArray, values: npt.NDArray[np.uint32],
-                wanted: npt.NDArray[np.uint32], total: int) -> list[str]:
+def rle_strings(
+    start: IntArray, values: npt.NDArray[np.uint32], wanted: npt.NDArray[np.uint32], total: int
+) -> list[str]:
     """Compressed COCO RLE `counts` of `values == w` for each w in `wanted` (ascending).
 
     Equal to what pycocotools' `encode` gives for the same mask, for every colour in one

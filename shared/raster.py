@@ -193,9 +193,16 @@ def add_regions(
         index_pngs = pool.submit(
             lambda: [encode_gray(paint(runs, lut, shape)) for lut in (semantic_of, instance_of)]
         )
-        ious, kinds = _add_segmentations(mask, runs, regions, present, options)
+        mode = options.raster_segmentation
+        ious, kinds, exact_needed = _outline_regions(mask, runs, regions, present, mode)
+        colors = [p.entry.rgb for p, _ in exact_needed]
+        # The column-run pass queues behind the index masks; if the helper has not
+        # reached it by the time the colour PNGs are written, this thread takes it back.
+        rle_job = pool.submit(exact_rles, mask.packed, colors)
         files = {"masks/semantic.png": b"", "masks/instances.png": b""}
         files.update(_color_pngs(mask.packed, present))
+        counts = exact_rles(mask.packed, colors) if rle_job.cancel() else rle_job.result()
+        _finish_exact(exact_needed, counts, [height, width], ious, kinds)
         files["masks/semantic.png"], files["masks/instances.png"] = index_pngs.result()
     builder.counts["raster_regions"] += len(present)
     legend_colors = {e.rgb for e in entries}
@@ -268,21 +275,20 @@ def _color_pngs(packed: npt.NDArray[np.uint32], present: list[_Present]) -> dict
     return out
 
 
-def _add_segmentations(
-    mask: Mask, runs: RowRuns, regions: Regions, present: list[_Present], options: Options
-) -> tuple[list[float], dict[str, int]]:
-    """Fill each annotation's segmentation and area; return polygon IoUs and counts.
+def _outline_regions(
+    mask: Mask, runs: RowRuns, regions: Regions, present: list[_Present], mode: str
+) -> tuple[list[float], dict[str, int], list[tuple[_Present, list[list[int]]]]]:
+    """Give each region of one component without holes its exact outline; return the
+    polygon IoUs, the counts, and the regions left for exact RLE (by colour), each with
+    the outlines polygon mode would check against its pixels.
 
-    A region of one component without holes gets its exact outline (IoU 1: pycocotools
-    rasterises it to exactly the pixels, which the tests check): from the runs when it is
-    one run per row, else traced inside its box.  Others get exact RLE, from one
-    column-run pass for all of them; polygon mode instead keeps the components' outlines
-    (holes filled) when their IoU with the pixels is >= 0.95.
+    The outline is exact (IoU 1: pycocotools rasterises it to exactly the pixels, which
+    the tests check): from the runs when the region is one run per row, else traced
+    inside its box.  Polygon mode keeps the outlines of several components (holes filled)
+    when their IoU with the pixels is >= 0.95 (`_finish_exact`).
     """
-    width, height = mask.width, mask.height
     ious: list[float] = []
     kinds = {"polygon": 0, "rle": 0}
-    mode = options.raster_segmentation
     row_convex = regions.row_convex.tolist()
     outlined = [p for p in present if mode != "rle" and row_convex[p.index]]
     outlines = outline_polygons(runs, np.array([p.index for p in outlined], dtype=np.intp))
@@ -298,7 +304,7 @@ def _add_segmentations(
     euler = dict.fromkeys((p.index for p in rest), 1)
     if mode == "auto":  # components minus holes != 1: RLE, known without tracing
         at = np.array(list(euler), dtype=np.intp)
-        euler = dict(zip(euler, euler_numbers(runs, at, width).tolist(), strict=True))
+        euler = dict(zip(euler, euler_numbers(runs, at, mask.width).tolist(), strict=True))
     for p in rest:
         if mode == "polygon" or (mode == "auto" and euler[p.index] == 1):
             x0, y0, x1, y1 = p.box
@@ -318,15 +324,29 @@ def _add_segmentations(
             kinds["polygon"] += 1
         else:  # polygon mode, holes filled or several components: check against the pixels
             exact_needed.append((p, [next(drawn) for _ in range(n)]))
-    if not exact_needed:
-        return ious, kinds
     exact_needed.sort(key=lambda item: item[0].entry.rgb)
-    start, values = column_runs(mask.packed)
-    wanted = np.array([p.entry.rgb for p, _ in exact_needed], dtype=np.uint32)
-    exact_counts = rle_strings(start, values, wanted, width * height)
-    del start, values
-    for (p, polygons), counts in zip(exact_needed, exact_counts, strict=True):
-        exact = {"size": [height, width], "counts": counts}
+    return ious, kinds, exact_needed
+
+
+def exact_rles(packed: npt.NDArray[np.uint32], colors: list[int]) -> list[str]:
+    """COCO's compressed RLE counts of `packed == c` for each colour (ascending)."""
+    if not colors:
+        return []
+    start, values = column_runs(packed)
+    wanted = np.array(colors, dtype=np.uint32)
+    return rle_strings(start, values, wanted, packed.size)
+
+
+def _finish_exact(
+    exact_needed: list[tuple[_Present, list[list[int]]]],
+    counts: list[str],
+    size: list[int],
+    ious: list[float],
+    kinds: dict[str, int],
+) -> None:
+    """Exact RLE for the remaining regions, or polygon mode's outlines where faithful."""
+    for (p, polygons), rle_counts in zip(exact_needed, counts, strict=True):
+        exact = {"size": size, "counts": rle_counts}
         if polygons:
             iou, area = polygon_iou(polygons, exact)
             if iou >= MIN_POLYGON_IOU:
@@ -336,4 +356,3 @@ def _add_segmentations(
                 continue
         p.annotation["segmentation"], p.annotation["area"] = exact, p.pixels
         kinds["rle"] += 1
-    return ious, kinds

@@ -27,9 +27,7 @@ def outline_polygons(runs: RowRuns, indices: IntArray) -> list[list[int]]:
     """
     if not indices.size:
         return []
-    bounds = np.r_[runs.bounds, runs.order.size]
-    per = bounds[indices + 1] - bounds[indices]
-    sel = runs.order[ranges(bounds[indices], per)]
+    sel, per = runs.of_colors(indices)
     y, s, e = runs.row[sel], runs.x0[sel], runs.x1[sel]
     group = np.repeat(np.arange(indices.size), per)
     first = np.r_[True, group[1:] != group[:-1]]

@@ -199,11 +199,12 @@ def add_regions(
         # The column-run pass queues behind the index masks; if the helper has not
         # reached it by the time the colour PNGs are written, this thread takes it back.
         rle_job = pool.submit(exact_rles, mask.packed, colors)
-        files = {"masks/semantic.png": b"", "masks/instances.png": b""}
-        files.update(_color_pngs(mask.packed, present))
+        color_pngs = _color_pngs(mask.packed, present)
         counts = exact_rles(mask.packed, colors) if rle_job.cancel() else rle_job.result()
         _finish_exact(exact_needed, counts, [height, width], ious, kinds)
-        files["masks/semantic.png"], files["masks/instances.png"] = index_pngs.result()
+        semantic_png, instances_png = index_pngs.result()
+    files = {"masks/semantic.png": semantic_png, "masks/instances.png": instances_png}
+    files.update(color_pngs)
     builder.counts["raster_regions"] += len(present)
     legend_colors = {e.rgb for e in entries}
     unknown: list[dict[str, Any]] = [

@@ -36,6 +36,13 @@ class RowRuns:
     order: IntArray
     bounds: IntArray
 
+    def of_colors(self, indices: IntArray) -> tuple[IntArray, IntArray]:
+        """The runs of the colours in `indices`, colour after colour in that order (rows
+        ascending within each), and how many runs each colour has."""
+        bounds = np.r_[self.bounds, self.order.size]
+        per = bounds[indices + 1] - bounds[indices]
+        return self.order[ranges(bounds[indices], per)], per
+
 
 @dataclass(frozen=True)
 class Regions:
@@ -132,9 +139,7 @@ def euler_numbers(runs: RowRuns, indices: IntArray, width: int) -> IntArray:
     """
     if not indices.size:
         return np.zeros(0, dtype=np.intp)
-    bounds = np.r_[runs.bounds, runs.order.size]
-    per = bounds[indices + 1] - bounds[indices]
-    sel = runs.order[ranges(bounds[indices], per)]
+    sel, per = runs.of_colors(indices)
     row, x0, x1 = runs.row[sel], runs.x0[sel], runs.x1[sel]
     color = np.repeat(np.arange(indices.size), per)
     line = (color * (int(row.max(initial=0)) + 2) + row) * (width + 2)

@@ -34,7 +34,7 @@ from shared.coco import CocoBuilder, ImageSize
 from shared.config import Options
 from shared.gt_studio import Job
 from shared.legend import LegendEntry, parse_legend
-from shared.pngwrite import encode_bitmask, gray_png_params
+from shared.pngwrite import encode_bitmask, encode_gray
 from shared.raster import add_regions, decode_mask
 from tests.masks import encode_png, legend_for, paint, palette
 
@@ -95,16 +95,16 @@ def decoded_outputs(files: dict[str, bytes]) -> Outputs:
 
 
 def floor_index(data: bytes, outputs: Outputs) -> None:
-    """Decode the mask, encode the two full-frame index masks (same library, settings)."""
+    """Decode the mask, encode the two full-frame index masks (same writer, settings)."""
     cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     for image in outputs.index_images:
-        cv2.imencode(".png", image, gray_png_params(image.dtype))
+        encode_gray(image)
 
 
 def floor(data: bytes, outputs: Outputs) -> None:
     """The issue's floor: decode the mask, encode every PNG output from its ready pixels
-    with the same library and settings as ours (OpenCV for the index masks; zlib, through
-    the same zero-row-skipping writer, for the 1-bit colour masks)."""
+    with the same writers and settings as ours (zlib through shared/pngwrite.py: the index
+    masks band by band, the 1-bit colour masks skipping their zero rows)."""
     floor_index(data, outputs)
     for scanlines, y0, width, height in outputs.colour_rows:
         encode_bitmask(scanlines, y0, width, height)

@@ -26,13 +26,13 @@ from .imagesize import size_from_header
 from .jsonio import dump_json
 from .legend import LegendEntry
 from .outlines import outline_polygons, traced_outlines
-from .pngwrite import encode_bitmask, encode_gray
+from .pngwrite import encode_bitmask, encode_gray_bands
 from .runs import (
     Regions,
     RowRuns,
     column_runs,
     euler_numbers,
-    paint,
+    paint_bands,
     region_summary,
     rle_strings,
     row_bands,
@@ -179,19 +179,23 @@ def add_regions(
         )
     semantic_of: npt.NDArray[np.unsignedinteger[Any]] = np.zeros(
         runs.colors.size,
-        dtype=np.uint8 if max(builder.ids.values(), default=0) < 256 else np.uint16,
+        dtype=np.uint8 if max(builder.ids.values(), default=0) < 256 else ">u2",
     )
-    instance_of = np.zeros(runs.colors.size, dtype=np.uint16)
+    instance_of = np.zeros(runs.colors.size, dtype=">u2")  # PNG's byte order
     at = [p.index for p in present]
     semantic_of[at] = [p.annotation["category_id"] for p in present]
     instance_of[at] = [p.annotation["id"] for p in present]
     shape = (height, width)
-    # A second thread paints and encodes the index masks (cv2 releases the GIL while it
-    # encodes) while this one does the per-colour work.  Only long GIL-free calls go
-    # there: many short ones would queue for the GIL behind this thread's Python.
+    # A second thread paints and encodes the index masks band by band (zlib releases the
+    # GIL while it deflates) while this one does the per-colour work.  Only long GIL-free
+    # calls go there: sharing the colour PNGs, short calls, measured slower than not,
+    # the threads queueing for the GIL at every call.
     with ThreadPoolExecutor(max_workers=1) as pool:
         index_pngs = pool.submit(
-            lambda: [encode_gray(paint(runs, lut, shape)) for lut in (semantic_of, instance_of)]
+            lambda: [
+                encode_gray_bands(paint_bands(runs, lut, shape), width, height, lut.dtype)
+                for lut in (semantic_of, instance_of)
+            ]
         )
         mode = options.raster_segmentation
         ious, kinds, exact_needed = _outline_regions(mask, runs, regions, present, mode)

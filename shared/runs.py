@@ -8,6 +8,7 @@ alone, for all colours at once.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import TypeVar
@@ -151,9 +152,18 @@ def euler_numbers(runs: RowRuns, indices: IntArray, width: int) -> IntArray:
     return euler
 
 
-def paint(runs: RowRuns, values: npt.NDArray[Pixel], shape: tuple[int, int]) -> npt.NDArray[Pixel]:
-    """Full-frame image whose pixels are `values[colour index]`: one repeat over the runs."""
-    return np.repeat(values[runs.index], runs.x1 - runs.x0).reshape(shape)
+def paint_bands(
+    runs: RowRuns, values: npt.NDArray[Pixel], shape: tuple[int, int]
+) -> Iterator[npt.NDArray[Pixel]]:
+    """Bands of the full-frame image whose pixels are `values[colour index]`, top to
+    bottom (`row_bands`): one repeat over each band's runs, a contiguous slice since the
+    runs are in raster order."""
+    height, width = shape
+    bands = row_bands(height, width)
+    cuts = np.searchsorted(runs.row, [r0 for r0, _ in bands] + [height]).tolist()
+    for (r0, r1), a, b in zip(bands, cuts[:-1], cuts[1:], strict=True):
+        lengths = runs.x1[a:b] - runs.x0[a:b]
+        yield np.repeat(values[runs.index[a:b]], lengths).reshape(r1 - r0, width)
 
 
 def column_runs(packed: npt.NDArray[np.uint32]) -> tuple[IntArray, npt.NDArray[np.uint32]]:

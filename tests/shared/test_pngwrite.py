@@ -14,10 +14,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from shared.pngwrite import encode_bitmask, encode_gray
+from shared.pngwrite import encode_bitmask, encode_gray, encode_gray_bands
 
 
-def strict_bitmask(png: bytes) -> npt.NDArray[np.bool_]:
+def strict_png(png: bytes) -> tuple[int, int, int, npt.NDArray[np.uint8]]:
+    """Width, height, bit depth and raw scanlines of a one-IDAT greyscale PNG."""
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     at, chunks = 8, []
     while at < len(png):
@@ -29,13 +30,32 @@ def strict_bitmask(png: bytes) -> npt.NDArray[np.bool_]:
         at += 12 + length
     assert [k for k, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
     width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
-    assert (depth, colour, interlace) == (1, 0, 0)
+    assert (colour, interlace) == (0, 0)
     raw = zlib.decompress(chunks[1][1])  # checks the zlib header and adler32
-    row_bytes = (width + 7) // 8 + 1
+    row_bytes = (width * depth + 7) // 8 + 1
     assert len(raw) == height * row_bytes, "image data must fill exactly the frame"
-    rows = np.frombuffer(raw, np.uint8).reshape(height, row_bytes)
+    return width, height, depth, np.frombuffer(raw, np.uint8).reshape(height, row_bytes)
+
+
+def strict_bitmask(png: bytes) -> npt.NDArray[np.bool_]:
+    width, _, depth, rows = strict_png(png)
+    assert depth == 1
     assert (rows[:, 0] == 0).all()  # filter type None
     return np.unpackbits(rows[:, 1:], axis=1)[:, :width].astype(bool)
+
+
+def strict_gray(png: bytes) -> npt.NDArray[np.unsignedinteger]:
+    """An 8- or 16-bit greyscale PNG whose rows use filter None or SUB."""
+    width, height, depth, rows = strict_png(png)
+    assert depth in (8, 16)
+    step = depth // 8
+    data = rows[:, 1:].copy()
+    assert set(np.unique(rows[:, 0]).tolist()) <= {0, 1}
+    sub = rows[:, 0] == 1
+    for lane in range(step):  # SUB adds the byte one pixel to the left, modulo 256
+        data[sub, lane::step] = np.cumsum(data[sub, lane::step], axis=1, dtype=np.uint8)
+    dtype = np.dtype(">u2") if step == 2 else np.dtype(np.uint8)
+    return data.view(dtype).reshape(height, width).astype(dtype.newbyteorder("="))
 
 
 def _scanlines(box: npt.NDArray[np.bool_], x0: int, width: int) -> npt.NDArray[np.uint8]:
@@ -72,5 +92,35 @@ def test_bitmask_refuses_rows_that_do_not_fit() -> None:
 def test_index_masks_round_trip(dtype: type[np.unsignedinteger]) -> None:
     image = np.random.default_rng(1).integers(0, 300 if dtype is np.uint16 else 256,
                                               (37, 51)).astype(dtype)
-    with Image.open(io.BytesIO(encode_gray(image))) as decoded:
+    png = encode_gray(image)
+    assert np.array_equal(strict_gray(png), image)
+    with Image.open(io.BytesIO(png)) as decoded:
         assert np.array_equal(np.asarray(decoded).astype(dtype), image)
+
+
+@given(st.integers(1, 40), st.integers(1, 30), st.sampled_from([np.uint8, np.uint16]),
+       st.data())
+def test_index_masks_from_bands_of_any_height(width: int, height: int,
+                                              dtype: type[np.unsignedinteger],
+                                              data: st.DataObject) -> None:
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    image = (np.random.default_rng(seed).integers(0, 4, (height, width)) * 21845 // 3
+             ).astype(dtype)
+    cuts = sorted(data.draw(st.sets(st.integers(1, height - 1))) if height > 1 else set())
+    bands = np.split(image, cuts)
+    png = encode_gray_bands(iter(bands), width, height, image.dtype)
+    assert np.array_equal(strict_gray(png), image)
+
+
+def test_index_mask_of_a_frame_wider_than_a_band() -> None:
+    width = (1 << 22) // 3 + 5  # bands of 2 rows
+    image = np.random.default_rng(2).integers(0, 70000, (5, width)).astype(np.uint16)
+    assert np.array_equal(strict_gray(encode_gray(image)), image)
+
+
+def test_index_mask_refuses_wrong_bands() -> None:
+    image = np.zeros((4, 6), np.uint8)
+    with pytest.raises(ValueError, match="rows"):
+        encode_gray_bands(iter([image[:3]]), 6, 4, image.dtype)
+    with pytest.raises(ValueError, match="8 or 16 bits"):
+        encode_gray(image.astype(np.uint32))

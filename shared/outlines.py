@@ -27,8 +27,8 @@ def outline_polygons(runs: RowRuns, indices: IntArray) -> list[list[int]]:
     """
     if not indices.size:
         return []
-    sel, per = runs.of_colors(indices)
-    y, s, e = runs.row[sel], runs.x0[sel], runs.x1[sel]
+    spans, per = runs.of_colors(indices)
+    y, s, e = spans.row, spans.x0, spans.x1
     group = np.repeat(np.arange(indices.size), per)
     first = np.r_[True, group[1:] != group[:-1]]
     last = np.r_[group[1:] != group[:-1], True]

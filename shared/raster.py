@@ -26,13 +26,12 @@ from .imagesize import size_from_header
 from .jsonio import dump_json
 from .legend import LegendEntry
 from .outlines import outline_polygons, traced_outlines
-from .pngwrite import encode_bitmask, encode_gray_bands
+from .pngwrite import encode_bitmask, encode_index_mask
 from .runs import (
     Regions,
     RowRuns,
     column_runs,
     euler_numbers,
-    paint_bands,
     region_summary,
     rle_strings,
     row_bands,
@@ -179,23 +178,20 @@ def add_regions(
         )
     semantic_of: npt.NDArray[np.unsignedinteger[Any]] = np.zeros(
         runs.colors.size,
-        dtype=np.uint8 if max(builder.ids.values(), default=0) < 256 else ">u2",
+        dtype=np.uint8 if max(builder.ids.values(), default=0) < 256 else np.uint16,
     )
-    instance_of = np.zeros(runs.colors.size, dtype=">u2")  # PNG's byte order
+    instance_of = np.zeros(runs.colors.size, dtype=np.uint16)
     at = [p.index for p in present]
     semantic_of[at] = [p.annotation["category_id"] for p in present]
     instance_of[at] = [p.annotation["id"] for p in present]
     shape = (height, width)
-    # A second thread paints and encodes the index masks band by band (zlib releases the
-    # GIL while it deflates) while this one does the per-colour work.  Only long GIL-free
+    # A second thread writes the index masks band by band (zlib releases the GIL while
+    # it deflates) while this one does the per-colour work.  Only long GIL-free
     # calls go there: sharing the colour PNGs, short calls, measured slower than not,
     # the threads queueing for the GIL at every call.
     with ThreadPoolExecutor(max_workers=1) as pool:
         index_pngs = pool.submit(
-            lambda: [
-                encode_gray_bands(paint_bands(runs, lut, shape), width, height, lut.dtype)
-                for lut in (semantic_of, instance_of)
-            ]
+            lambda: [encode_index_mask(runs, lut, shape) for lut in (semantic_of, instance_of)]
         )
         mode = options.raster_segmentation
         ious, kinds, exact_needed = _outline_regions(mask, runs, regions, present, mode)

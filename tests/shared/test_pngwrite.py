@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from shared.pngwrite import encode_bitmask, encode_gray, encode_gray_bands
+from shared.pngwrite import encode_bitmask, encode_gray, encode_index_mask
+from shared.runs import row_bands, row_runs
 
 
 def strict_png(png: bytes) -> tuple[int, int, int, npt.NDArray[np.uint8]]:
@@ -100,27 +101,35 @@ def test_index_masks_round_trip(dtype: type[np.unsignedinteger]) -> None:
 
 @given(st.integers(1, 40), st.integers(1, 30), st.sampled_from([np.uint8, np.uint16]),
        st.data())
-def test_index_masks_from_bands_of_any_height(width: int, height: int,
-                                              dtype: type[np.unsignedinteger],
-                                              data: st.DataObject) -> None:
+def test_index_mask_from_runs_is_the_painted_images_png(width: int, height: int,
+                                                        dtype: type[np.unsignedinteger],
+                                                        data: st.DataObject) -> None:
     seed = data.draw(st.integers(0, 2**32 - 1))
-    image = (np.random.default_rng(seed).integers(0, 4, (height, width)) * 21845 // 3
-             ).astype(dtype)
-    cuts = sorted(data.draw(st.sets(st.integers(1, height - 1))) if height > 1 else set())
-    bands = np.split(image, cuts)
-    png = encode_gray_bands(iter(bands), width, height, image.dtype)
-    assert np.array_equal(strict_gray(png), image)
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 5, (height, (width + 3) // 4)).astype(np.uint32)
+    labels = np.ascontiguousarray(np.repeat(small, 4, axis=1)[:, :width])
+    runs = row_runs(labels)
+    lut = rng.integers(0, np.iinfo(dtype).max + 1, runs.colors.size).astype(dtype)
+    painted = lut[np.searchsorted(runs.colors, labels)]
+    png = encode_index_mask(runs, lut, labels.shape)
+    assert png == encode_gray(painted)
+    assert np.array_equal(strict_gray(png), painted)
 
 
-def test_index_mask_of_a_frame_wider_than_a_band() -> None:
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_index_mask_of_a_frame_wider_than_a_band(dtype: type[np.unsignedinteger]) -> None:
     width = (1 << 22) // 3 + 5  # bands of 2 rows
-    image = np.random.default_rng(2).integers(0, 70000, (5, width)).astype(np.uint16)
-    assert np.array_equal(strict_gray(encode_gray(image)), image)
+    small = np.random.default_rng(2).integers(0, 9, (5, width // 64 + 1)).astype(np.uint32)
+    labels = np.ascontiguousarray(np.repeat(small, 64, axis=1)[:, :width])
+    assert len(row_bands(*labels.shape)) == 3
+    runs = row_runs(labels)
+    lut = (np.arange(runs.colors.size) * 7919 + 3).astype(dtype)
+    painted = lut[np.searchsorted(runs.colors, labels)]
+    png = encode_index_mask(runs, lut, labels.shape)
+    assert png == encode_gray(painted)
+    assert np.array_equal(strict_gray(png), painted)
 
 
-def test_index_mask_refuses_wrong_bands() -> None:
-    image = np.zeros((4, 6), np.uint8)
-    with pytest.raises(ValueError, match="rows"):
-        encode_gray_bands(iter([image[:3]]), 6, 4, image.dtype)
+def test_index_mask_refuses_other_depths() -> None:
     with pytest.raises(ValueError, match="8 or 16 bits"):
-        encode_gray(image.astype(np.uint32))
+        encode_gray(np.zeros((4, 6), np.uint32))

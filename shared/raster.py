@@ -268,8 +268,15 @@ def _color_pngs(packed: npt.NDArray[np.uint32], present: list[_Present]) -> dict
     out = {}
     for p in present:
         x0, y0, x1, y1 = p.box
-        left = x0 & ~7  # whole bytes: packbits output drops into the rows
-        bits = np.packbits(packed[y0:y1, left:x1] == p.entry.rgb, axis=1)
+        # Whole bytes: packbits output drops into the rows.  Pixels right of the box are
+        # other colours, so widening it to a multiple of 8 lets one flat packbits pack
+        # every row (faster than packing along an axis).
+        left, right = x0 & ~7, min(width, (x1 + 7) & ~7)
+        inside = packed[y0:y1, left:right] == p.entry.rgb
+        if (right - left) % 8:  # the box ends at a frame edge that is not byte-aligned
+            bits = np.packbits(inside, axis=1)
+        else:
+            bits = np.packbits(inside).reshape(y1 - y0, -1)
         rows = np.zeros((y1 - y0, row_bytes), dtype=np.uint8)
         rows[:, 1 + left // 8 : 1 + left // 8 + bits.shape[1]] = bits
         out[f"masks/colors/{p.entry.hex}.png"] = encode_bitmask(rows, y0, width, height)

@@ -88,6 +88,29 @@ def test_each_colour_png_is_exactly_mask_equals_colour(converted: Converted, rgb
     assert written == len(out.list("seg/a/masks/colors/"))
 
 
+@pytest.mark.parametrize("width", [37, 40, 8, 1])
+def test_colour_pngs_of_regions_at_the_frame_edges(width: int) -> None:
+    """Boxes are widened to whole bytes; at a right edge that is not byte-aligned they
+    cannot be, and each row is packed on its own."""
+    colours = palette(4, seed=11)
+    rgb = np.zeros((9, width, 3), np.uint8)
+    for row in range(9):
+        split = (row * 5) % (width + 1)
+        rgb[row, :split] = list(colours[row % 2].to_bytes(3, "big"))
+        rgb[row, split:] = list(colours[2 + row % 2].to_bytes(3, "big"))
+    rgba = np.dstack([rgb[..., ::-1], np.full((9, width), 255, np.uint8)])
+    out, outcome = convert_pair(encode_png(rgba), legend_for(colours))
+    assert outcome.status == "converted", outcome.reason
+    packed = packed_of(rgba)
+    written = 0
+    for entry in json.loads(out.read("seg/a/masks/legend.json"))["entries"]:
+        if entry["mask"] is not None:
+            strict = strict_bitmask(out.read(f"seg/a/masks/{entry['mask']}"))
+            assert np.array_equal(strict, packed == int(entry["color"][1:], 16))
+            written += 1
+    assert written == (4 if width > 1 else 2)
+
+
 def test_index_masks_agree_with_coco(converted: Converted, rgba: np.ndarray) -> None:
     mode, out, doc = converted
     coco = load_coco(doc)

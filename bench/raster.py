@@ -15,6 +15,7 @@ which tracemalloc would miss.
 
 from __future__ import annotations
 
+import random
 import statistics
 import subprocess
 import sys
@@ -123,12 +124,18 @@ def timed(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[float,
 
 def paired_medians(runs: int, calls: list[Callable[[], object]]) -> list[tuple[float, float]]:
     """Median wall and CPU seconds of each call, the calls measured in turn, `runs` times,
-    so that drift in the machine (page cache, other tenants) hits all of them alike."""
+    so that drift in the machine (page cache, other tenants) hits all of them alike.  The
+    order within each round is shuffled: on this VM the first touch of freshly allocated
+    memory is fast or slow depending on what ran just before (decoding a 64 MP mask takes
+    0.45 s or 0.75 s), and a fixed order can lock one call onto the slow phase."""
     samples: list[list[tuple[float, float]]] = [[] for _ in calls]
+    order = list(range(len(calls)))
+    shuffle = random.Random(1).shuffle
     for _ in range(runs):
-        for call, seen in zip(calls, samples, strict=True):
-            wall, cpu, _ = timed(call)
-            seen.append((wall, cpu))
+        shuffle(order)
+        for i in order:
+            wall, cpu, _ = timed(calls[i])
+            samples[i].append((wall, cpu))
     return [(statistics.median(w for w, _ in seen), statistics.median(c for _, c in seen))
             for seen in samples]
 
@@ -175,7 +182,7 @@ def main() -> None:
         ids = {"road": 1, "car": 2}
         # The first call also warms caches (zero-row deflate segments, imports).
         outputs = decoded_outputs(ours(data, entries, ids))
-        runs = 7 if width * height <= 1920 * 1080 else 5
+        runs = 9 if width * height <= 1920 * 1080 else 7
         (ours_s, ours_cpu), (floor_s, _), (index_s, _) = paired_medians(runs, [
             partial(ours, data, entries, ids), partial(floor, data, outputs),
             partial(floor_index, data, outputs)])

@@ -304,11 +304,23 @@ class Pipeline:
                 return Outcome("skipped", key, "empty object")
             if len(data) > self.converter.limits.max_object_bytes:
                 raise TooLargeError("object_too_large", f"object is {len(data)} bytes")
-            return self._process_bytes(ref, key, data, sources)
+            outcome = self._process_bytes(ref, key, data, sources)
         except NotFound:
             return Outcome("skipped", key, "the object (or this generation of it) is gone")
         except ConversionError as exc:
             return self._fail(key, sources, exc)
+        if outcome.status in ("converted", "partial"):
+            self._clear_stale_errors(key, outcome.outputs)
+        return outcome
+
+    def _clear_stale_errors(self, key: str, written: list[str]) -> None:
+        """An input that converts now is no longer poison: remove the `_errors/` entries an
+        earlier generation left for its key (and its batch jobs), keeping this run's."""
+        mine = (f"_errors/{key}.json", f"_errors/{key}/")
+        keep = set(written)
+        for name in self.out.list(f"_errors/{key}"):
+            if (name == mine[0] or name.startswith(mine[1])) and name not in keep:
+                self.out.delete(name)
 
     def _pair(self, ref: SourceRef, key: str, other_suffix: str) -> SourceRef | None:
         info = self.source.stat(key + other_suffix)

@@ -63,6 +63,10 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str = "") -> list[str]: ...
 
+    def delete(self, name: str) -> bool:
+        """Remove an object; False when there was none."""
+        ...
+
 
 def content_type_for(name: str) -> str:
     if name.endswith(".json"):
@@ -155,6 +159,14 @@ class LocalStore:
             if p.is_file() and not p.name.startswith(".")
         )
 
+    def delete(self, name: str) -> bool:
+        with self._locked():
+            try:
+                self._path(name).unlink()
+            except FileNotFoundError:
+                return False
+            return True
+
 
 class MemoryStore:
     """A bucket in memory with real generation semantics (thread-safe)."""
@@ -217,6 +229,10 @@ class MemoryStore:
     def list(self, prefix: str = "") -> list[str]:
         with self._lock:
             return sorted(n for n in self.objects if n.startswith(prefix))
+
+    def delete(self, name: str) -> bool:
+        with self._lock:
+            return self.objects.pop(name, None) is not None
 
 
 # ---------------------------------------------------------------------------------------
@@ -333,6 +349,16 @@ class GcsStore:
                 )
             )
 
+    def delete(self, name: str) -> bool:
+        from google.api_core import exceptions as gexc
+
+        with _translated(name):
+            try:
+                self._bucket.delete_blob(name)
+            except gexc.NotFound:
+                return False
+        return True
+
 
 def parse_gs_uri(uri: str) -> tuple[str, str]:
     """`gs://bucket/some/prefix` -> (bucket, prefix)."""
@@ -374,6 +400,9 @@ class PrefixStore:
 
     def list(self, prefix: str = "") -> list[str]:
         return [n[len(self.prefix) :] for n in self.inner.list(self.prefix + prefix)]
+
+    def delete(self, name: str) -> bool:
+        return self.inner.delete(self.prefix + name)
 
 
 def open_store(location: str) -> ObjectStore:

@@ -87,6 +87,11 @@ def test_batch_and_poison_inputs(gcs: Gcs, trigger: Trigger) -> None:
     failed = [e for e in log_lines if e.get("object") == "bad/broken.json"]
     assert len(failed) == 1 and failed[0]["severity"] == "ERROR"
     assert {"event_id", "bucket", "generation", "outcome", "duration_ms"} <= set(failed[0])
+    # Fixed and uploaded again: it converts, and the stale error goes.
+    response = post_event(trigger[0], upload(client, "bad/broken.json", json.dumps(job()).encode()))
+    assert response.status_code == 200
+    load_coco(outputs(client, "bad/")["bad/broken/coco.json"])
+    assert outputs(client, "_errors/bad/") == {}
 
 
 def test_storage_fault_gives_500_and_a_clean_retry_completes_identically(gcs: Gcs, trigger: Trigger,

@@ -11,6 +11,10 @@ from typing import Any
 import pytest
 
 from shared.cli import main
+from shared.config import Config
+from shared.pipeline import SourceRef
+from shared.runtime import build_pipeline
+from shared.storage import MemoryStore
 from tests.cocoutil import load_coco
 
 GOOD = {"image_url": "https://x.example/a.jpg", "width": 100, "height": 100,
@@ -134,3 +138,31 @@ def test_a_bad_jsonl_line_names_its_line(run: Run) -> None:
     _, out, _ = run
     err = json.loads((out / "_errors" / "lines.json").read_text())["error"]
     assert err["code"] == "invalid_json" and err["message"].startswith("line 2:")
+
+
+def test_an_input_that_converts_later_clears_its_stale_errors() -> None:
+    """`_errors/<key>.json` stands instead of outputs: once a new generation converts, the
+    earlier generation's errors go (its own batch jobs that still fail keep theirs)."""
+    src, out = MemoryStore("in"), MemoryStore("out")
+    pipeline = build_pipeline(Config(), src, out, open_bucket=False)
+    bad_job = rect([{"x": "?", "y": 0}])
+
+    def process(name: str, doc: Any) -> str:
+        src.write(name, json.dumps(doc).encode(), "application/json", metadata={})
+        return pipeline.process(SourceRef("in", name)).status
+
+    out.write("_errors/single2.json", b"{}", "application/json")  # another key's error
+    assert process("single.json", bad_job) == "failed"
+    assert process("batch.json", {"not": "a job"}) == "failed"
+    assert process("batch.json", [GOOD | {"reference_id": "a"},
+                                  bad_job | {"reference_id": "b"},
+                                  bad_job | {"reference_id": "c"}]) == "partial"
+    assert out.list("_errors/") == ["_errors/batch/b.json", "_errors/batch/c.json",
+                                    "_errors/single.json", "_errors/single2.json"]
+    assert process("single.json", GOOD) == "converted"
+    assert process("batch.json", [GOOD | {"reference_id": r} for r in "ab"]
+                   + [bad_job | {"reference_id": "c"}]) == "partial"
+    assert out.list("_errors/") == ["_errors/batch/c.json", "_errors/single2.json"]
+    assert process("batch.json", [GOOD | {"reference_id": r} for r in "abc"]) == "converted"
+    assert out.list("_errors/") == ["_errors/single2.json"]
+    load_coco(json.loads(out.read("single/coco.json")))

@@ -150,14 +150,17 @@ class LocalStore:
             return path.stat().st_mtime_ns
 
     def list(self, prefix: str = "") -> list[str]:
-        base = self._path(prefix) if prefix else self.root
-        if base.is_file():
-            return [prefix]
-        return sorted(
+        """Names starting with `prefix`, as in a bucket: `a/b` lists `a/b.json` and `a/b/c`."""
+        folder = prefix.rpartition("/")[0]
+        base = self._path(folder) if folder else self.root
+        if not base.is_dir():
+            return []
+        names = (
             p.relative_to(self.root).as_posix()
             for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
+        return sorted(n for n in names if n.startswith(prefix))
 
     def delete(self, name: str) -> bool:
         with self._locked():

@@ -14,7 +14,7 @@ from shared.cli import main
 from shared.config import Config
 from shared.pipeline import SourceRef
 from shared.runtime import build_pipeline
-from shared.storage import MemoryStore
+from shared.storage import LocalStore, MemoryStore, ObjectStore
 from tests.cocoutil import load_coco
 
 GOOD = {"image_url": "https://x.example/a.jpg", "width": 100, "height": 100,
@@ -140,10 +140,12 @@ def test_a_bad_jsonl_line_names_its_line(run: Run) -> None:
     assert err["code"] == "invalid_json" and err["message"].startswith("line 2:")
 
 
-def test_an_input_that_converts_later_clears_its_stale_errors() -> None:
+@pytest.mark.parametrize("kind", ["memory", "local"])
+def test_an_input_that_converts_later_clears_its_stale_errors(kind: str, tmp_path: Path) -> None:
     """`_errors/<key>.json` stands instead of outputs: once a new generation converts, the
     earlier generation's errors go (its own batch jobs that still fail keep theirs)."""
-    src, out = MemoryStore("in"), MemoryStore("out")
+    src = MemoryStore("in")
+    out: ObjectStore = MemoryStore("out") if kind == "memory" else LocalStore(tmp_path)
     pipeline = build_pipeline(Config(), src, out, open_bucket=False)
     bad_job = rect([{"x": "?", "y": 0}])
 

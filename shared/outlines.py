@@ -47,9 +47,7 @@ def outline_polygons(runs: RowRuns, indices: IntArray) -> list[list[int]]:
     out[ranges(offset, left_n)] = left[0]
     # The right-hand vertices come colour by colour in reverse colour order.
     out[ranges((offset + left_n)[::-1], right_n[::-1])] = right[0]
-    flat = out.reshape(-1).tolist()
-    edges = (2 * np.r_[offset, total.sum()]).tolist()
-    return [flat[a:b] for a, b in pairwise(edges)]
+    return _flat_polygons(out, total)
 
 
 def _slots(
@@ -133,9 +131,13 @@ def traced_outlines(borders: list[tuple[npt.NDArray[Any], int, int]]) -> list[li
     keep = ~(((x == x[before]) & (x == x[after])) | ((y == y[before]) & (y == y[after])))
     out = np.empty((int(keep.sum()), 2), dtype=np.intp)
     out[:, 0], out[:, 1] = x[keep], y[keep]
-    kept = np.add.reduceat(keep, np.r_[0, np.cumsum(corners)[:-1]])
-    flat = out.reshape(-1).tolist()
-    edges = (2 * np.r_[0, np.cumsum(kept)]).tolist()
+    return _flat_polygons(out, np.add.reduceat(keep, np.r_[0, np.cumsum(corners)[:-1]]))
+
+
+def _flat_polygons(points: IntArray, counts: IntArray) -> list[list[int]]:
+    """Consecutive runs of `counts` (x, y) points as COCO's flat [x0, y0, x1, y1, ...]."""
+    flat = points.reshape(-1).tolist()
+    edges = (2 * np.r_[0, np.cumsum(counts)]).tolist()
     return [flat[a:b] for a, b in pairwise(edges)]
 
 

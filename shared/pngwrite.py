@@ -94,8 +94,9 @@ def encode_bitmask(rows: npt.NDArray[np.uint8] | bytes, y0: int, width: int, hei
 
 
 @functools.lru_cache(maxsize=16)
-def _header(width: int, height: int) -> bytes:
-    return _SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+def _header(width: int, height: int, depth: int = 1) -> bytes:
+    """PNG signature and IHDR of a greyscale image of `depth` bits."""
+    return _SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0))
 
 
 def encode_gray(image: npt.NDArray[np.unsignedinteger[Any]]) -> bytes:
@@ -190,5 +191,4 @@ def _gray_png(
     if size != height * row_bytes:
         raise ValueError(f"{size} bytes of scanlines for a {width}x{height} image")
     parts.append(compressor.flush())
-    header = struct.pack(">IIBBBBB", width, height, 8 * depth, 0, 0, 0, 0)
-    return b"".join((_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", b"".join(parts)), _IEND))
+    return b"".join((_header(width, height, 8 * depth), _chunk(b"IDAT", b"".join(parts)), _IEND))

@@ -353,13 +353,11 @@ class GcsStore:
             )
 
     def delete(self, name: str) -> bool:
-        from google.api_core import exceptions as gexc
-
-        with _translated(name):
-            try:
+        try:
+            with _translated(name):
                 self._bucket.delete_blob(name)
-            except gexc.NotFound:
-                return False
+        except NotFound:
+            return False
         return True
 
 

@@ -20,6 +20,7 @@ import requests
 from google.cloud import storage
 
 from demo.examples import example_objects
+from shared import layout
 from tests.functions.harness import (
     function_env,
     function_server,
@@ -42,8 +43,9 @@ def last_outcome(log: Path, name: str) -> str:
     return "?"
 
 
-def preview(client: storage.Client, key: str, image_name: str) -> Path:
-    coco = json.loads(client.bucket(OUT).blob(f"{key}/coco.json").download_as_bytes())
+def preview(client: storage.Client, export: str, image_name: str) -> Path:
+    prefix = layout.input_prefix(export)
+    coco = json.loads(client.bucket(OUT).blob(f"{prefix}/coco.json").download_as_bytes())
     data = client.bucket(IN).blob(image_name).download_as_bytes()
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
@@ -62,7 +64,7 @@ def preview(client: storage.Client, key: str, image_name: str) -> Path:
                 cv2.circle(image, (int(kx), int(ky)), 4, color, -1)
         name = next(c["name"] for c in coco["categories"] if c["id"] == ann["category_id"])
         cv2.putText(image, name, (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1)
-    path = OUTPUT_DIR / "previews" / f"{key.replace('/', '_')}.png"
+    path = OUTPUT_DIR / "previews" / f"{Path(export).stem}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), image)
     return path
@@ -92,8 +94,8 @@ def main() -> int:
         print(f"\nwhat landed in gs://{OUT}:")
         for blob in client.list_blobs(OUT):
             print(f"  {blob.name:<52} {blob.size:>8} bytes")
-        previews = [preview(client, "exports/street", "images/street.jpg"),
-                    preview(client, "exports/parking", "images/parking.png")]
+        previews = [preview(client, "exports/street.json", "images/street.jpg"),
+                    preview(client, "exports/parking.json", "images/parking.png")]
         for blob in client.list_blobs(OUT):
             target = OUTPUT_DIR / "bucket" / blob.name
             target.parent.mkdir(parents=True, exist_ok=True)

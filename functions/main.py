@@ -25,12 +25,31 @@ def on_upload(event: CloudEvent) -> None:
     SERVICE.handle_event(event.get_attributes(), event.get_data())
 
 
+def read_body(request: flask.Request, limit: int, chunk: int = 64 * 1024) -> bytes | None:
+    """The body, read in chunks and abandoned past `limit` bytes (None): a chunked body
+    has no length to check up front, and reading it whole first is the memory attack."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        part = request.stream.read(chunk)
+        if not part:
+            return b"".join(parts)
+        total += len(part)
+        if total > limit:
+            return None
+        parts.append(part)
+
+
 @functions_framework.http
 def api(request: flask.Request) -> flask.Response:
     """`POST /convert` (export in, COCO out) and `POST /process` (re-run the trigger)."""
-    status, body = SERVICE.handle_http(
-        request.method, request.path, request.content_type, request.get_data(cache=False)
+    body = read_body(request, SERVICE.config.limits.max_json_bytes)
+    status, answer = SERVICE.handle_http(request.method, request.path, request.content_type, body)
+    response = flask.Response(
+        json.dumps(answer, sort_keys=True), status=status, mimetype="application/json"
     )
-    return flask.Response(
-        json.dumps(body, sort_keys=True), status=status, mimetype="application/json"
-    )
+    if body is None:
+        response.headers["Connection"] = "close"  # the rest of the body is never read
+    return response

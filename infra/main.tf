@@ -55,6 +55,12 @@ locals {
     GTCOCO_FETCH_ALLOW_HOSTS        = join(",", var.conversion.fetch_allow_hosts)
     GTCOCO_MAX_EVENT_AGE_S          = tostring(var.conversion.max_event_age_s)
     GTCOCO_STORAGE_RETRY_DEADLINE_S = tostring(var.conversion.storage_retry_deadline_s)
+    GTCOCO_MAX_LABEL_CHARS          = tostring(var.conversion.max_label_chars)
+    GTCOCO_MAX_CATEGORIES           = tostring(var.conversion.max_categories)
+    GTCOCO_MAX_RASTER_WORK          = tostring(var.conversion.max_raster_work)
+    # A lease must outlive any run holding it, or a slow writer is taken over mid-write.
+    GTCOCO_LOCK_LEASE_S = tostring(max(var.conversion.lock_lease_s,
+    var.trigger_function.timeout_seconds + 60, var.http_function.timeout_seconds + 60))
   }
 }
 

@@ -93,6 +93,10 @@ variable "conversion" {
     fetch_allow_hosts        = optional(list(string), [])
     max_event_age_s          = optional(number, 21600)
     storage_retry_deadline_s = optional(number, 60)
+    max_label_chars          = optional(number, 256)
+    max_categories           = optional(number, 10000)
+    max_raster_work          = optional(number, 4000000)
+    lock_lease_s             = optional(number, 900)
   })
   default = {}
 

@@ -14,10 +14,10 @@ from typing import TextIO
 
 from . import __version__
 from .config import Config, Options
-from .errors import ConversionError, TransientError
+from .errors import GtcocoError
 from .pipeline import Outcome, SourceRef, key_for
 from .runtime import build_pipeline
-from .storage import LocalStore, ObjectStore, open_store, parse_gs_uri
+from .storage import AccessDenied, LocalStore, NotFound, ObjectStore, open_store, parse_gs_uri
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -112,12 +112,19 @@ def convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = dataclasses.replace(
         config, options=options, categories_seed=args.categories or config.categories_seed
     )
+    if not args.out.startswith("gs://") and Path(args.out).exists() and not Path(args.out).is_dir():
+        err.write(f"gtcoco: --out {args.out} is a file; give a folder or gs://bucket/prefix\n")
+        return EXIT_USAGE
     try:
         found = _sources(args.sources)
     except FileNotFoundError as exc:
         err.write(f"gtcoco: no such file or folder: {exc}\n")
         return EXIT_USAGE
-    destination = open_store(args.out)
+    except (AccessDenied, NotFound) as exc:
+        err.write(f"gtcoco: cannot list a source: {exc}\n")
+        return EXIT_USAGE
+    destination = open_store(args.out, config.storage_retry_deadline_s)
+    buckets = tuple(sorted({s.bucket for s, _, root in found if root is None}))
     skip = _pair_duplicates(found)
     progress = Progress(len(found), err, err.isatty() and not args.quiet)
     pipelines = {}
@@ -128,21 +135,24 @@ def convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         progress.show(done, name)
         if done - 1 in skip:
             continue
-        if id(store) not in pipelines:
-            pipelines[id(store)] = build_pipeline(config, store, destination, local_root=root)
-        info = store.stat(name)
-        generation = info.generation if root is None and info else None
-        ref = SourceRef(
-            store.bucket,
-            name,
-            generation,
-            info.size if info else None,
-            info.metadata if info else {},
-        )
         try:
+            if id(store) not in pipelines:
+                pipelines[id(store)] = build_pipeline(
+                    config, store, destination, local_root=root, buckets=buckets
+                )
+            info = store.stat(name)
+            generation = info.generation if root is None and info else None
+            ref = SourceRef(
+                store.bucket,
+                name,
+                generation,
+                info.size if info else None,
+                info.metadata if info else {},
+            )
             outcome = pipelines[id(store)].process(ref)
-        except TransientError as exc:
-            outcome = Outcome("failed", key_for(name), f"transient failure: {exc}")
+        except (GtcocoError, AccessDenied, ValueError) as exc:
+            # One input's failure (a retryable fault, a refused name) never stops the rest.
+            outcome = Outcome("failed", key_for(name), f"{type(exc).__name__}: {exc}")
         tally[outcome.status] += 1
         written += len(outcome.outputs)
         if not args.quiet:
@@ -164,7 +174,7 @@ def _print_outcome(outcome: Outcome, name: str, out: TextIO, progress: Progress)
         line += (
             f" -> {len(jobs)} jobs"
             if jobs
-            else f" -> {posixpath.join(outcome.key, 'coco.json')} "
+            else f" -> {posixpath.join(outcome.prefix, 'coco.json')} "
             f"({counts.get('annotations', 0)} annotations)"
         )
     for error in outcome.errors:
@@ -172,7 +182,9 @@ def _print_outcome(outcome: Outcome, name: str, out: TextIO, progress: Progress)
         line += f"\n          {error['key']}: {e['code']}: {e['message']}"
         if e["pointer"]:
             line += f" (at {e['pointer']})"
-    if outcome.status in {"skipped", "waiting", "duplicate"} and outcome.reason:
+    if (outcome.status in {"skipped", "waiting", "duplicate"} and outcome.reason) or (
+        outcome.status == "failed" and not outcome.errors
+    ):
         line += f" ({outcome.reason})"
     out.write(line + "\n")
 
@@ -188,7 +200,7 @@ def main(
         return EXIT_USAGE if exc.code else EXIT_OK
     try:
         return convert(args, out, err)
-    except (ValueError, ConversionError) as exc:
+    except (ValueError, GtcocoError, AccessDenied) as exc:
         err.write(f"gtcoco: {getattr(exc, 'message', exc)}\n")
         return EXIT_USAGE
 

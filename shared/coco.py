@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 from pycocotools import mask as mask_utils
 
 from . import __version__
-from .config import Options
+from .config import Limits, Options
+from .errors import TooLargeError, pointer_join
 from .geometry import bbox_of, clip_point, round_coord
 from .gt_studio import Job, Note, Shape
 
@@ -81,6 +83,30 @@ def _to_pixels(shape: Shape, size: ImageSize) -> tuple[list[Pixel], int]:
     return [(round_coord(x), round_coord(y)) for x, y in pixels], clipped
 
 
+def check_raster_work(
+    flat: Sequence[float], width: int, height: int, limits: Limits, pointer: str
+) -> None:
+    """Refuse what pycocotools cannot rasterise safely: it indexes the frame in 32 bits
+    (a larger frame corrupts memory) and walks every edge pixel by pixel (at 5x), so a
+    zig-zag of long edges costs memory and time without bound."""
+    if width * height > limits.max_mask_pixels:
+        raise TooLargeError(
+            "image_too_large",
+            f"a polygon is rasterised on the {width}x{height} image = {width * height} "
+            f"pixels, limit {limits.max_mask_pixels} (GTCOCO_MAX_MASK_PIXELS)",
+            pointer,
+        )
+    ring = np.asarray(flat, dtype=np.float64).reshape(-1, 2)
+    steps = float(np.abs(ring - np.roll(ring, 1, axis=0)).max(axis=1).sum())
+    if steps > limits.max_raster_work:
+        raise TooLargeError(
+            "shape_too_complex",
+            f"the outline walks {steps:.0f} pixels, limit {limits.max_raster_work} "
+            "(GTCOCO_MAX_RASTER_WORK)",
+            pointer_join(pointer, "points"),
+        )
+
+
 def polygon_area(flat: Sequence[float], width: int, height: int) -> float:
     rles = mask_utils.frPyObjects([list(flat)], height, width)
     return float(mask_utils.area(mask_utils.merge(rles)))
@@ -90,9 +116,16 @@ class CocoBuilder:
     """Accumulates annotations for one job; ids are assigned in input order (deterministic)."""
 
     def __init__(
-        self, job: Job, size: ImageSize, category_ids: Mapping[str, int], options: Options, key: str
+        self,
+        job: Job,
+        size: ImageSize,
+        category_ids: Mapping[str, int],
+        options: Options,
+        key: str,
+        limits: Limits | None = None,
     ) -> None:
         self.job, self.size, self.ids, self.options = job, size, category_ids, options
+        self.limits = limits or Limits()
         self.annotations: list[dict[str, Any]] = []
         self.used: dict[str, int] = {}
         self.keypoints: dict[str, tuple[list[str], list[list[int]]]] = {}
@@ -190,11 +223,13 @@ class CocoBuilder:
         segmentation: list[list[float]] = []
         if self.options.rect_as_polygon:
             segmentation = [[x, y, x + w, y, x + w, y + h, x, y + h]]
-        area = (
-            polygon_area(segmentation[0], self.size.width, self.size.height)
-            if segmentation
-            else round_coord(w * h)
-        )
+        if segmentation:
+            check_raster_work(
+                segmentation[0], self.size.width, self.size.height, self.limits, shape.pointer
+            )
+            area = polygon_area(segmentation[0], self.size.width, self.size.height)
+        else:
+            area = round_coord(w * h)
         self.add_annotation(
             shape.label,
             {**self._common(shape), "bbox": box, "area": area, "segmentation": segmentation},
@@ -211,6 +246,7 @@ class CocoBuilder:
                 shape, "too_few_points", f"{len(set(ring))} distinct point(s) after clipping"
             )
         flat = [c for p in ring for c in p]
+        check_raster_work(flat, self.size.width, self.size.height, self.limits, shape.pointer)
         area = polygon_area(flat, self.size.width, self.size.height)
         if area <= 0:
             return self._drop(shape, "zero_area", "the polygon covers no pixel")
@@ -310,10 +346,15 @@ class CocoBuilder:
 
 
 def convert_vector_job(
-    job: Job, size: ImageSize, category_ids: Mapping[str, int], options: Options, key: str
+    job: Job,
+    size: ImageSize,
+    category_ids: Mapping[str, int],
+    options: Options,
+    key: str,
+    limits: Limits | None = None,
 ) -> CocoBuilder:
     """Add every vector shape of the job; the caller may add raster regions, then `finish()`."""
-    builder = CocoBuilder(job, size, category_ids, options, key)
+    builder = CocoBuilder(job, size, category_ids, options, key, limits)
     for shape in job.shapes:
         builder.add_shape(shape)
     return builder

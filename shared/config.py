@@ -63,6 +63,17 @@ class Limits:
     fetch_max_bytes: int = 256 * MIB
     fetch_timeout_s: float = 30.0
     header_max_bytes: int = 4 * MIB
+    # Registry: bounded so that it can never outgrow the size it is read with.
+    max_label_chars: int = 256
+    max_categories: int = 10_000
+    # Outline steps (pixels walked along every edge) pycocotools may rasterise for one shape.
+    max_raster_work: int = 4_000_000
+
+    @property
+    def registry_max_bytes(self) -> int:
+        """The largest registry the limits allow: every label at its longest, each character
+        escaped (`\\uXXXX`, 6 bytes), plus the id and punctuation of an entry."""
+        return 1024 + self.max_categories * (6 * self.max_label_chars + 64)
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,9 @@ class Config:
     categories_seed: str = ""
     max_event_age_s: int = 6 * 3600
     fetch_allow_hosts: tuple[str, ...] = ()
+    # Longer than any function's timeout: a writer that died holding it blocks no one longer.
+    lock_lease_s: int = 900
+    storage_retry_deadline_s: float = 60.0
     limits: Limits = field(default_factory=Limits)
     options: Options = field(default_factory=Options)
 
@@ -102,6 +116,9 @@ class Config:
             max_points_per_shape=_int(env, "GTCOCO_MAX_POINTS", d.max_points_per_shape),
             fetch_max_bytes=_int(env, "GTCOCO_FETCH_MAX_BYTES", d.fetch_max_bytes),
             fetch_timeout_s=_float(env, "GTCOCO_FETCH_TIMEOUT_S", d.fetch_timeout_s),
+            max_label_chars=_int(env, "GTCOCO_MAX_LABEL_CHARS", d.max_label_chars),
+            max_categories=_int(env, "GTCOCO_MAX_CATEGORIES", d.max_categories),
+            max_raster_work=_int(env, "GTCOCO_MAX_RASTER_WORK", d.max_raster_work),
         )
         mode = env.get("GTCOCO_RASTER_SEGMENTATION", "auto").strip().lower() or "auto"
         if mode not in {"auto", "rle", "polygon"}:
@@ -118,6 +135,8 @@ class Config:
             categories_seed=env.get("GTCOCO_CATEGORIES", "").strip(),
             max_event_age_s=_int(env, "GTCOCO_MAX_EVENT_AGE_S", 6 * 3600),
             fetch_allow_hosts=_list(env, "GTCOCO_FETCH_ALLOW_HOSTS"),
+            lock_lease_s=_int(env, "GTCOCO_LOCK_LEASE_S", 900),
+            storage_retry_deadline_s=_float(env, "GTCOCO_STORAGE_RETRY_DEADLINE_S", 60.0),
             limits=limits,
             options=options,
         )

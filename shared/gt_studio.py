@@ -427,6 +427,12 @@ def parse_shape(kind: str, item: Any, pointer: str, limits: Limits) -> Shape:
         raise ConversionError(
             "invalid_label", "label must be a non-empty string", pointer_join(pointer, "label")
         )
+    if len(label.strip()) > limits.max_label_chars:
+        raise TooLargeError(
+            "label_too_long",
+            f"label is {len(label.strip())} characters, limit {limits.max_label_chars}",
+            pointer_join(pointer, "label"),
+        )
     gt_id = _str_or_none(item.get("_id", item.get("id")))
     attributes, attr_note = normalise_attributes(
         item.get("attributes"), pointer_join(pointer, "attributes")

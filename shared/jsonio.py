@@ -5,22 +5,39 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import ConversionError, TooLargeError
+from .errors import BadRequest, ConversionError, TooLargeError
 
 
-def _depth(doc: Any) -> int:
-    """Nesting depth, iteratively (a recursive walk would hit Python's own limit)."""
-    deepest = 0
+def _has_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_tree(doc: Any, max_depth: int) -> None:
+    """Nesting depth and string encodability, iteratively (a recursive walk would hit
+    Python's own limit).  JSON's `\\ud800` escapes decode to lone surrogates, which no
+    UTF-8 output can hold: refused here so that no writer later fails on them."""
     stack: list[tuple[Any, int]] = [(doc, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, dict):
-            deepest = max(deepest, depth)
-            stack.extend((v, depth + 1) for v in node.values())
+            if depth > max_depth:
+                raise BadRequest("json_too_deep", f"JSON nesting exceeds the limit of {max_depth}")
+            for k, v in node.items():
+                if _has_surrogate(k):
+                    raise BadRequest("invalid_encoding", "a key holds a lone UTF-16 surrogate")
+                stack.append((v, depth + 1))
         elif isinstance(node, list):
-            deepest = max(deepest, depth)
+            if depth > max_depth:
+                raise BadRequest("json_too_deep", f"JSON nesting exceeds the limit of {max_depth}")
             stack.extend((v, depth + 1) for v in node)
-    return deepest
+        elif isinstance(node, str) and _has_surrogate(node):
+            raise BadRequest("invalid_encoding", "a string holds a lone UTF-16 surrogate")
 
 
 def _error_pointer(text: str, pos: int) -> str:
@@ -36,7 +53,7 @@ def load_json(data: bytes, max_depth: int, max_bytes: int) -> Any:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConversionError(
+        raise BadRequest(
             "invalid_encoding", f"not UTF-8: {exc.reason} at byte {exc.start}"
         ) from None
     try:
@@ -44,15 +61,17 @@ def load_json(data: bytes, max_depth: int, max_bytes: int) -> Any:
         # name the exact field with a JSON pointer; every number is checked where it is used.
         doc = json.loads(text)
     except RecursionError:
-        raise ConversionError(
+        raise BadRequest(
             "json_too_deep", f"JSON nesting exceeds the limit of {max_depth}"
         ) from None
     except json.JSONDecodeError as exc:
-        raise ConversionError(
+        raise BadRequest(
             "invalid_json", f"invalid JSON: {exc.msg} ({_error_pointer(text, exc.pos)})"
         ) from None
-    if _depth(doc) > max_depth:
-        raise ConversionError("json_too_deep", f"JSON nesting exceeds the limit of {max_depth}")
+    except ValueError as exc:
+        # Python refuses integers of more than 4300 digits (a CPU guard of its own).
+        raise BadRequest("invalid_json", f"invalid JSON: {exc}") from None
+    _check_tree(doc, max_depth)
     return doc
 
 

@@ -1,48 +1,61 @@
 """Read -> convert -> write, with the failure rules of SPEC §6.
 
 `Converter` is the conversion core every entry point shares (trigger, HTTP, command line):
-bytes in, COCO and mask files out.  `Pipeline` adds the object-store side: skip rules,
-at-least-once de-duplication, exact-generation reads, error objects, and the report
-written last so nothing half-written looks complete.
+bytes in, COCO and mask files out.  `Pipeline` adds the object-store side: skip rules, the
+output namespace (`layout`), newest-generation-wins, at-least-once de-duplication,
+exact-generation reads, error objects, and the report written last so nothing half-written
+looks complete.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import posixpath
-import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import __version__, raster
+from . import __version__, layout, raster
 from .coco import ImageSize, convert_vector_job
 from .config import Config
-from .errors import ConversionError, TooLargeError, pointer_join
+from .errors import (
+    ConfigurationError,
+    ConversionError,
+    GtcocoError,
+    TooLargeError,
+    TransientError,
+    pointer_join,
+)
 from .fetch import UrlReader
 from .gt_studio import Job, Note, RasterSpec, is_bare_legend, parse_job, split_jobs
 from .imagesize import size_from_chunks
 from .jsonio import dump_json, load_json, load_json_lines
+from .layout import Place
 from .legend import parse_legend
 from .registry import CategoryRegistry
-from .storage import OUTPUT_MARKER, NotFound, ObjectStore, content_type_for
+from .storage import (
+    OUTPUT_MARKER,
+    AccessDenied,
+    NotFound,
+    ObjectStore,
+    PreconditionFailed,
+    content_type_for,
+)
 
 EXPORT_SUFFIXES = (".json", ".jsonl", ".png")
-OUTPUT_FILES = {"coco.json", "extras.json", "report.json", "legend.json"}
-RESERVED_PREFIXES = ("_errors/", "_registry/")
 CONVERTER = {"name": "gtcoco", "version": __version__}
-_UNSAFE = re.compile(r"[^A-Za-z0-9._=+@-]+")
-_MASK_OUTPUT = re.compile(r"(^|/)masks/(semantic\.png|instances\.png|colors/[0-9a-f]{6}\.png)$")
+log = logging.getLogger(__name__)
+# Completion markers and locks are small; a larger one was not written by gtcoco.
+MARKER_MAX_BYTES = 64 * 1024 * 1024
 
 
 def key_for(name: str) -> str:
+    """The label of an input in reports and COCO (`file_name` fallback): the name less its
+    extension.  Storage names come from `layout`, never from this."""
     stem, ext = posixpath.splitext(name)
     return stem if ext else name
-
-
-def safe_segment(text: str) -> str:
-    """A reference id as one path segment: no separators, no dot-dot, never empty."""
-    cleaned = _UNSAFE.sub("_", text).strip("._") or "_"
-    return cleaned[:200]
 
 
 def skip_reason(name: str, metadata: Mapping[str, str] | None = None) -> str | None:
@@ -50,7 +63,7 @@ def skip_reason(name: str, metadata: Mapping[str, str] | None = None) -> str | N
     base = posixpath.basename(name)
     if metadata and metadata.get(OUTPUT_MARKER):
         return "written by gtcoco"
-    if name.startswith(RESERVED_PREFIXES) or base in OUTPUT_FILES or _MASK_OUTPUT.search(name):
+    if layout.is_output_name(name):
         return "a gtcoco output name"
     if base.startswith("."):
         return "a hidden file"
@@ -85,9 +98,10 @@ class JobOutput:
 
 @dataclass
 class Outcome:
-    status: str  # converted | partial | failed | skipped | duplicate | waiting
+    status: str  # converted | partial | failed | skipped | duplicate | waiting | superseded
     key: str
     reason: str = ""
+    prefix: str = ""  # where this input's outputs are (layout.input_prefix)
     outputs: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     report: dict[str, Any] | None = None
@@ -98,6 +112,7 @@ class ParsedJob:
     subkey: str  # "" for a single job, else the reference id (or position) in a batch
     job: Job | None
     error: ConversionError | None = None
+    segment: str = ""  # its folder under `jobs/` (layout.job_segment); "" for a single job
 
 
 class Converter:
@@ -119,21 +134,28 @@ class Converter:
         items = split_jobs(doc, self.limits)
         batch = not (len(items) == 1 and items[0][0] == "")
         out: list[ParsedJob] = []
-        seen: set[str] = set()
-        for position, (pointer, item) in enumerate(items):
+        refs: list[str | None] = []
+        for pointer, item in items:
             try:
                 job, error = parse_job(item, pointer, self.limits), None
             except ConversionError as exc:
                 job, error = None, exc
-            subkey = ""
-            if batch:
-                ref = job.reference_id if job else _loose_reference(item)
-                subkey = safe_segment(ref) if ref else str(position)
-                if subkey in seen:
-                    subkey = f"{subkey}-{position}"
-                seen.add(subkey)
-            out.append(ParsedJob(subkey, job, error))
-        return out
+            refs.append((job.reference_id if job else _loose_reference(item)) if batch else None)
+            out.append(ParsedJob("", job, error))
+        if not batch:
+            return out
+        counts: dict[str | None, int] = {}
+        for ref in refs:
+            counts[ref] = counts.get(ref, 0) + 1
+        return [
+            ParsedJob(
+                ref or str(position),
+                item.job,
+                item.error,
+                layout.job_segment(ref, position, counts[ref] > 1),
+            )
+            for position, (ref, item) in enumerate(zip(refs, out, strict=True))
+        ]
 
     # -- converting ---------------------------------------------------------------------
 
@@ -192,6 +214,14 @@ class Converter:
         size = self.image_size(
             job, None if mask is None else (mask.width, mask.height), relative_to
         )
+        if mask is not None and size.width * size.height > self.limits.max_mask_pixels:
+            # The mask is scaled to the image: the scaled raster is what gets allocated.
+            raise TooLargeError(
+                "mask_too_large",
+                f"the mask would be scaled to {size.width}x{size.height} = "
+                f"{size.width * size.height} pixels, limit {self.limits.max_mask_pixels}",
+                job.raster.pointer if job.raster else "",
+            )
         if mask is not None and (mask.width, mask.height) != (size.width, size.height):
             notes.append(
                 Note(
@@ -205,7 +235,7 @@ class Converter:
             mask = mask.resized(size.width, size.height)
         labels = job.labels + sorted({e.label for e in entries or []})
         ids = self.registry.ensure(sorted(set(labels)))
-        builder = convert_vector_job(job, size, ids, self.options, key)
+        builder = convert_vector_job(job, size, ids, self.options, key, self.limits)
         builder.notes.extend(notes)
         files: dict[str, bytes] = {}
         raster_stats: dict[str, Any] | None = None
@@ -236,7 +266,7 @@ class Converter:
         try:
             return self.reader.read_all(spec.url, relative_to)
         except ConversionError as exc:
-            raise type(exc)(exc.code, exc.message, pointer_join(spec.pointer, "url")) from None
+            raise exc.at(pointer_join(spec.pointer, "url")) from None
 
 
 def _loose_reference(item: Any) -> str | None:
@@ -249,39 +279,96 @@ def _loose_reference(item: Any) -> str | None:
 
 
 def error_document(
-    source: list[dict[str, Any]], key: str, error: ConversionError
+    sources: list[dict[str, Any]], key: str, error: ConversionError
 ) -> dict[str, Any]:
     return {
         "converter": CONVERTER,
         "key": key,
-        "source": source[0],
-        "sources": source,
+        "status": "failed",
+        "source": sources[0],
+        "sources": sources,
         "error": error.as_dict(),
     }
 
 
-class Pipeline:
-    """One input object -> its outputs in the output store (SPEC §3, §6)."""
-
-    def __init__(self, source: ObjectStore, out: ObjectStore, converter: Converter) -> None:
-        self.source, self.out, self.converter = source, out, converter
-
-    def _already_done(self, key: str, ref: SourceRef) -> bool:
-        """At-least-once delivery: a generation whose report or error exists is done."""
-        if ref.generation is None:
-            return False
-        for name in (f"{key}/report.json", f"_errors/{key}.json"):
-            found = self.out.read_if_exists(name)
-            if found is None:
-                continue
+def _generations(sources: list[dict[str, Any]]) -> dict[str, int]:
+    out = {}
+    for src in sources:
+        if isinstance(src, dict) and src.get("generation") is not None:
             try:
-                doc = load_json(found[0], 16, 64 * 1024 * 1024)
-            except ConversionError:
+                out[str(src.get("name"))] = int(src["generation"])
+            except (TypeError, ValueError):
                 continue
-            for src in doc.get("sources", []):
-                if src.get("name") == ref.name and src.get("generation") == str(ref.generation):
-                    return True
-        return False
+    return out
+
+
+def newer(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """Whether sources `a` hold a later generation of some object than sources `b` do."""
+    gb = _generations(b)
+    return any(name in gb and gen > gb[name] for name, gen in _generations(a).items())
+
+
+def older(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> bool:
+    """Superseded: `theirs` is newer somewhere and `ours` nowhere.  (Mixed pairs, each newer
+    in one member, are not superseded: every attempt re-reads the other member live.)"""
+    return newer(theirs, ours) and not newer(ours, theirs)
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A report, error or lock found in the output store, with its object generation."""
+
+    name: str
+    doc: dict[str, Any]
+    generation: int
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        found = self.doc.get("sources")
+        return found if isinstance(found, list) else []
+
+
+class _Superseded(Exception):
+    pass
+
+
+class _InProgress(Exception):
+    pass
+
+
+# A plan yields (object name, bytes) for every output file, then returns the completion
+# marker (report or error) with the outcome; the marker is written after every file.
+PlanResult = tuple[str, dict[str, Any], "Outcome"]
+Plan = Generator[tuple[str, bytes], None, PlanResult]
+# Room under an input's prefix for the longest name a batch job writes.
+_LONGEST_BATCH_FILE = f"jobs/~{10**7}/{layout.LONGEST_FILE}"
+
+
+class Pipeline:
+    """One input object -> its outputs in the output store (SPEC §3, §6).
+
+    Newest generation wins: an event whose generation is not the live one is skipped; the
+    writes of one input's outputs happen under a lease (`lock.json` in its prefix, created
+    with a does-not-exist precondition), so two generations never interleave their writes; a
+    writer holding sources older than a report or lock it finds stops.  The completion
+    marker (report or error) of the previous run is deleted before the first write and the
+    new one written after the last, and files the new run did not write are removed, so a
+    report only ever lists files its own generation wrote.
+    """
+
+    def __init__(
+        self,
+        source: ObjectStore,
+        out: ObjectStore,
+        converter: Converter,
+        lease_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source, self.out, self.converter = source, out, converter
+        self.lease_s = converter.config.lock_lease_s if lease_s is None else lease_s
+        self.clock = clock
+
+    # -- entry ---------------------------------------------------------------------------
 
     def process(self, ref: SourceRef) -> Outcome:
         key = key_for(ref.name)
@@ -290,51 +377,76 @@ class Pipeline:
             reason = "empty object"
         if reason:
             return Outcome("skipped", key, reason)
-        if self._already_done(key, ref):
-            return Outcome("duplicate", key, "this generation was already converted")
-        sources = [ref.as_dict()]
         try:
-            if ref.size is not None and ref.size > self.converter.limits.max_object_bytes:
-                raise TooLargeError(
-                    "object_too_large",
-                    f"object is {ref.size} bytes, limit {self.converter.limits.max_object_bytes}",
-                )
-            data = self.source.read(ref.name, ref.generation)
-            if not data:
-                return Outcome("skipped", key, "empty object")
-            if len(data) > self.converter.limits.max_object_bytes:
-                raise TooLargeError("object_too_large", f"object is {len(data)} bytes")
-            outcome = self._process_bytes(ref, key, data, sources)
+            return self._process(ref, key)
         except NotFound:
             return Outcome("skipped", key, "the object (or this generation of it) is gone")
+        except _Superseded as exc:
+            return Outcome("skipped", key, f"superseded: {exc}")
+        except _InProgress as exc:
+            return Outcome("duplicate", key, str(exc))
+        except AccessDenied as exc:
+            # Our own buckets refusing us is the deployment's fault, never the input's.
+            raise ConfigurationError(
+                f"storage refused access to {exc}: check the service account's roles"
+            ) from exc
+
+    def _process(self, ref: SourceRef, key: str) -> Outcome:
+        is_mask = ref.name.lower().endswith(".png")
+        place = Place(layout.input_prefix(key + ".json" if is_mask else ref.name))
+        sources = [ref.as_dict()]
+        if not layout.fits(place.prefix, _LONGEST_BATCH_FILE):
+            size = len(ref.name.encode("utf-8", "surrogatepass"))
+            error = ConversionError(
+                "name_too_long",
+                f"the object name is {size} bytes: its output names would pass the "
+                f"{layout.MAX_NAME_BYTES}-byte limit of object names; use a shorter name",
+            )
+            place = Place(layout.long_name_prefix(ref.name))
+            return self._persist(place, key, sources, self._error_plan(place, key, sources, error))
+        if ref.generation is not None:
+            live = self.source.stat(ref.name)
+            if live is None:
+                return Outcome("skipped", key, "the object is gone", prefix=place.prefix)
+            if live.generation != ref.generation:
+                raise _Superseded(f"generation {ref.generation} is not the live {live.generation}")
+            found = self._marker(place)
+            if found is not None and older(sources, found.sources):
+                raise _Superseded(f"{found.name} is of a newer generation")
+            if (
+                found is not None
+                and _generations(sources).items() <= _generations(found.sources).items()
+            ):
+                return Outcome(
+                    "duplicate", key, "this generation was already converted", prefix=place.prefix
+                )
+        try:
+            plan = self._plan(ref, key, place, sources)
         except ConversionError as exc:
-            return self._fail(key, sources, exc)
-        if outcome.status in ("converted", "partial"):
-            self._clear_stale_errors(key, outcome.outputs)
-        return outcome
+            plan = self._error_plan(place, key, sources, exc)
+        if isinstance(plan, Outcome):
+            return plan
+        return self._persist(place, key, sources, plan)
 
-    def _clear_stale_errors(self, key: str, written: list[str]) -> None:
-        """An input that converts now is no longer poison: remove the `_errors/` entries an
-        earlier generation left for its key (and its batch jobs), keeping this run's."""
-        mine = (f"_errors/{key}.json", f"_errors/{key}/")
-        keep = set(written)
-        for name in self.out.list(f"_errors/{key}"):
-            if (name == mine[0] or name.startswith(mine[1])) and name not in keep:
-                self.out.delete(name)
+    # -- what to write -------------------------------------------------------------------
 
-    def _pair(self, ref: SourceRef, key: str, other_suffix: str) -> SourceRef | None:
-        info = self.source.stat(key + other_suffix)
-        if info is None:
-            return None
-        return SourceRef(ref.bucket, info.name, info.generation, info.size, info.metadata)
-
-    def _process_bytes(
-        self, ref: SourceRef, key: str, data: bytes, sources: list[dict[str, Any]]
-    ) -> Outcome:
+    def _plan(
+        self, ref: SourceRef, key: str, place: Place, sources: list[dict[str, Any]]
+    ) -> Outcome | Plan:
+        """Read the input (and its pair) and say what to write; `sources` is completed here."""
+        limit = self.converter.limits.max_object_bytes
+        if ref.size is not None and ref.size > limit:
+            raise TooLargeError("object_too_large", f"object is {ref.size} bytes, limit {limit}")
+        data = self.source.read(ref.name, ref.generation)
+        if not data:
+            return Outcome("skipped", key, "empty object")
+        if len(data) > limit:
+            raise TooLargeError("object_too_large", f"object is {len(data)} bytes, limit {limit}")
         if ref.name.lower().endswith(".png"):
             legend_ref = self._pair(ref, key, ".json")
             if legend_ref is None:
                 return Outcome("waiting", key, f"mask waits for its legend {key}.json")
+            sources[:] = [ref.as_dict(), legend_ref.as_dict()]
             legend_doc = self.converter.load(
                 self.source.read(legend_ref.name, legend_ref.generation), legend_ref.name
             )
@@ -344,27 +456,36 @@ class Pipeline:
                     key,
                     f"{key}.json is not a legend; the PNG is not a raster export pair",
                 )
-            return self._convert_pair(legend_doc, data, key, [ref.as_dict(), legend_ref.as_dict()])
+            return self._pair_plan(legend_doc, data, key, place, sources)
         doc = self.converter.load(data, ref.name)
         if is_bare_legend(doc):
             mask_ref = self._pair(ref, key, ".png")
             if mask_ref is None:
                 return Outcome("waiting", key, f"legend waits for its mask {key}.png")
+            sources[:] = [mask_ref.as_dict(), ref.as_dict()]
             mask = self.source.read(mask_ref.name, mask_ref.generation)
-            return self._convert_pair(doc, mask, key, [mask_ref.as_dict(), ref.as_dict()])
+            return self._pair_plan(doc, mask, key, place, sources)
         parsed = self.converter.parse(doc)
         if len(parsed) == 1 and parsed[0].subkey == "":
-            if parsed[0].error is not None:
-                raise parsed[0].error
-            assert parsed[0].job is not None
-            output = self.converter.convert(parsed[0].job, key, relative_to=ref.name)
-            written = self._write(output, sources)
-            return Outcome("converted", key, outputs=written, report=output.report)
-        return self._convert_batch(parsed, key, ref, sources)
+            item = parsed[0]
+            if item.error is not None:
+                raise item.error
+            assert item.job is not None
+            job = item.job
+            return self._job_plan(
+                place, key, sources, lambda: self.converter.convert(job, key, relative_to=ref.name)
+            )
+        return self._batch_plan(parsed, key, place, ref, sources)
 
-    def _convert_pair(
-        self, legend_doc: Any, mask: bytes, key: str, sources: list[dict[str, Any]]
-    ) -> Outcome:
+    def _pair(self, ref: SourceRef, key: str, other_suffix: str) -> SourceRef | None:
+        info = self.source.stat(key + other_suffix)
+        if info is None:
+            return None
+        return SourceRef(ref.bucket, info.name, info.generation, info.size, info.metadata)
+
+    def _pair_plan(
+        self, legend_doc: Any, mask: bytes, key: str, place: Place, sources: list[dict[str, Any]]
+    ) -> Plan:
         legend = legend_doc.get("legend", legend_doc)
         instances = legend_doc.get("instances") if "legend" in legend_doc else None
         job = parse_job(
@@ -381,64 +502,223 @@ class Pipeline:
             "",
             self.converter.limits,
         )
-        output = self.converter.convert(job, key, mask_bytes=mask)
-        written = self._write(output, sources)
-        return Outcome("converted", key, outputs=written, report=output.report)
+        return self._job_plan(
+            place, key, sources, lambda: self.converter.convert(job, key, mask_bytes=mask)
+        )
 
-    def _convert_batch(
-        self, parsed: list[ParsedJob], key: str, ref: SourceRef, sources: list[dict[str, Any]]
-    ) -> Outcome:
+    def _job_files(
+        self, place: Place, output: JobOutput, sources: list[dict[str, Any]]
+    ) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
+        files = [(place / rel, output.files[rel]) for rel in sorted(output.files)]
+        report = {
+            **output.report,
+            "prefix": place.prefix,
+            "source": sources[0],
+            "sources": sources,
+            "outputs": [name for name, _ in files],
+        }
+        output.report = report
+        return files, report
+
+    def _job_plan(
+        self,
+        place: Place,
+        key: str,
+        sources: list[dict[str, Any]],
+        convert: Callable[[], JobOutput],
+    ) -> Plan:
+        try:
+            output = convert()
+        except ConversionError as exc:
+            return (yield from self._error_plan(place, key, sources, exc))
+        files, report = self._job_files(place, output, sources)
+        yield from files
+        outcome = Outcome(
+            "converted",
+            key,
+            outputs=[*report["outputs"], place.report],
+            report=report,
+            prefix=place.prefix,
+        )
+        return place.report, report, outcome
+
+    def _error_plan(
+        self, place: Place, key: str, sources: list[dict[str, Any]], exc: ConversionError
+    ) -> Plan:
+        doc = error_document(sources, key, exc)
+        outcome = Outcome(
+            "failed", key, exc.message, outputs=[place.error], errors=[doc], prefix=place.prefix
+        )
+        return place.error, doc, outcome
+        yield  # a generator that writes nothing before its marker
+
+    def _batch_plan(
+        self,
+        parsed: list[ParsedJob],
+        key: str,
+        place: Place,
+        ref: SourceRef,
+        sources: list[dict[str, Any]],
+    ) -> Plan:
         jobs: list[dict[str, Any]] = []
         outputs: list[str] = []
         errors: list[dict[str, Any]] = []
-        for item in parsed:
+        for position, item in enumerate(parsed):
             job_key = f"{key}/{item.subkey}"
+            job_place = place.job(item.segment)
             try:
+                if not layout.fits(job_place.prefix):
+                    job_place = place.job(layout.job_segment(None, position, False))
+                    raise ConversionError(
+                        "name_too_long",
+                        "the reference id is too long for an object name; the job's "
+                        f"error is filed under its position {position}",
+                        f"/{position}",
+                    )
                 if item.error is not None:
                     raise item.error
                 assert item.job is not None
                 output = self.converter.convert(item.job, job_key, relative_to=ref.name)
-                outputs += self._write(output, sources)
+            except ConversionError as exc:
+                doc = error_document(sources, job_key, exc)
+                yield job_place.error, dump_json(doc)
+                outputs.append(job_place.error)
+                errors.append(doc)
                 jobs.append(
                     {
                         "key": job_key,
-                        "status": "converted",
-                        "annotations": output.report["counts"]["annotations"],
+                        "prefix": job_place.prefix,
+                        "status": "failed",
+                        "error": exc.as_dict(),
                     }
                 )
-            except ConversionError as exc:
-                failed = self._fail(job_key, sources, exc)
-                outputs += failed.outputs
-                errors += failed.errors
-                jobs.append({"key": job_key, "status": "failed", "error": exc.as_dict()})
+                continue
+            files, report = self._job_files(job_place, output, sources)
+            yield from files
+            yield job_place.report, dump_json(report)
+            outputs += [*report["outputs"], job_place.report]
+            jobs.append(
+                {
+                    "key": job_key,
+                    "prefix": job_place.prefix,
+                    "status": "converted",
+                    "annotations": report["counts"]["annotations"],
+                }
+            )
         status = "converted" if not errors else ("partial" if len(errors) < len(jobs) else "failed")
-        report = {
+        batch_report = {
             "converter": CONVERTER,
             "key": key,
+            "prefix": place.prefix,
             "status": status,
             "source": sources[0],
             "sources": sources,
             "jobs": jobs,
             "outputs": sorted(outputs),
         }
-        self.out.write(f"{key}/report.json", dump_json(report), "application/json")
-        return Outcome(
-            status, key, outputs=[*outputs, f"{key}/report.json"], errors=errors, report=report
+        outcome = Outcome(
+            status,
+            key,
+            outputs=[*outputs, place.report],
+            errors=errors,
+            report=batch_report,
+            prefix=place.prefix,
         )
+        return place.report, batch_report, outcome
 
-    def _write(self, output: JobOutput, sources: list[dict[str, Any]]) -> list[str]:
-        names = []
-        for rel in sorted(output.files):
-            name = f"{output.key}/{rel}"
-            self.out.write(name, output.files[rel], content_type_for(rel))
-            names.append(name)
-        report = {**output.report, "source": sources[0], "sources": sources, "outputs": names}
-        self.out.write(f"{output.key}/report.json", dump_json(report), "application/json")
-        output.report = report
-        return [*names, f"{output.key}/report.json"]
+    # -- writing -------------------------------------------------------------------------
 
-    def _fail(self, key: str, sources: list[dict[str, Any]], exc: ConversionError) -> Outcome:
-        name = f"_errors/{key}.json"
-        doc = error_document(sources, key, exc)
-        self.out.write(name, dump_json(doc), "application/json")
-        return Outcome("failed", key, exc.message, outputs=[name], errors=[doc])
+    def _read_marker(self, name: str) -> Marker | None:
+        found = self.out.read_if_exists(name)
+        if found is None:
+            return None
+        try:
+            doc = load_json(found[0], 16, MARKER_MAX_BYTES)
+        except ConversionError:
+            doc = None
+        # A marker gtcoco did not write (or a torn one) counts as none: it is replaced.
+        return Marker(name, doc if isinstance(doc, dict) else {}, found[1])
+
+    def _marker(self, place: Place) -> Marker | None:
+        for name in (place.report, place.error):
+            found = self._read_marker(name)
+            if found is not None:
+                return found
+        return None
+
+    def _acquire(self, place: Place, sources: list[dict[str, Any]]) -> int:
+        name = place / layout.LOCK
+        for _ in range(5):
+            doc = {"sources": sources, "expires": round(self.clock() + self.lease_s, 3)}
+            try:
+                return self.out.write(
+                    name, dump_json(doc), "application/json", if_generation_match=0
+                )
+            except PreconditionFailed:
+                pass
+            held = self._read_marker(name)
+            if held is None:
+                continue
+            if older(sources, held.sources):
+                raise _Superseded(f"a newer generation holds {name}")
+            expires = held.doc.get("expires")
+            live = isinstance(expires, (int, float)) and expires > self.clock()
+            ours = _generations(sources)
+            if live and ours and ours == _generations(held.sources):
+                # A redelivery of the event being converted: the holder's own delivery
+                # answers for it (and is retried by the platform if it fails).
+                raise _InProgress(f"another delivery of this generation holds {name}")
+            if live:
+                raise TransientError(
+                    f"{place.prefix} is being written by another event until "
+                    f"{expires:.0f} (lease); the platform retries this one later"
+                )
+            # The holder died without releasing: take the expired lease over.
+            with contextlib.suppress(PreconditionFailed, NotFound):
+                self.out.delete(name, if_generation_match=held.generation)
+        raise TransientError(f"the lease on {place.prefix} stayed contended")
+
+    def _release(self, place: Place, generation: int) -> None:
+        try:
+            self.out.delete(place / layout.LOCK, if_generation_match=generation)
+        except (PreconditionFailed, NotFound):
+            pass  # taken over after expiry: that writer releases it
+        except GtcocoError as exc:
+            log.warning("lease on %s not released (it expires by itself): %s", place.prefix, exc)
+
+    def _persist(
+        self, place: Place, key: str, sources: list[dict[str, Any]], plan: Plan
+    ) -> Outcome:
+        lock = self._acquire(place, sources)
+        try:
+            found = self._marker(place)  # again, now that no one else writes here
+            if found is not None and older(sources, found.sources):
+                raise _Superseded(f"{found.name} is of a newer generation")
+            if (
+                found is not None
+                and _generations(sources)
+                and _generations(sources) == _generations(found.sources)
+            ):
+                return Outcome(
+                    "duplicate", key, "this generation was already converted", prefix=place.prefix
+                )
+            for name in (place.report, place.error):
+                self.out.delete(name)
+            written: set[str] = set()
+            while True:
+                try:
+                    name, data = next(plan)
+                except StopIteration as stop:
+                    result: PlanResult = stop.value
+                    final, doc, outcome = result
+                    break
+                self.out.write(name, data, content_type_for(name))
+                written.add(name)
+            keep = written | {final, place / layout.LOCK}
+            for name in self.out.list(place.prefix + "/"):
+                if name not in keep:
+                    self.out.delete(name)
+            self.out.write(final, dump_json(doc), "application/json")
+            return outcome
+        finally:
+            self._release(place, lock)

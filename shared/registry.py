@@ -3,6 +3,12 @@
 The pure part (`merge_labels`) decides ids; `CategoryRegistry` persists them with
 optimistic concurrency (generation preconditions), so concurrent writers never lose or
 duplicate a label and an id once given never changes.
+
+Bounded: a label longer than `max_label_chars`, or one that would take the registry past
+`max_categories`, is poison for the input that brings it, so the registry can never grow past
+`Limits.registry_max_bytes`, the size it is read with.  A registry larger than that (written
+by hand, or before the limits were lowered) stops conversions with a configuration error
+naming the recovery (README: "Category registry").
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import ConversionError, TransientError
+from .config import Limits
+from .errors import ConfigurationError, ConversionError, TooLargeError, TransientError
 from .jsonio import dump_json, load_json
 from .storage import ObjectStore, PreconditionFailed
 
@@ -59,29 +66,68 @@ def parse_seed(data: bytes) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def check_labels(labels: Iterable[str], limits: Limits) -> None:
+    for label in labels:
+        if len(label) > limits.max_label_chars:
+            raise TooLargeError(
+                "label_too_long",
+                f"label {label[:40]!r}... is {len(label)} characters, limit "
+                f"{limits.max_label_chars} (GTCOCO_MAX_LABEL_CHARS)",
+            )
+
+
 class CategoryRegistry:
     """The registry object in an output store; `ensure` is safe under concurrent writers."""
 
     def __init__(
-        self, store: ObjectStore, seed: list[str] | None = None, attempts: int = 50
+        self,
+        store: ObjectStore,
+        seed: list[str] | None = None,
+        attempts: int = 50,
+        limits: Limits | None = None,
     ) -> None:
         self.store, self.seed, self.attempts = store, seed or [], attempts
+        self.limits = limits or Limits()
+        check_labels(self.seed, self.limits)
+
+    def _load(self, data: bytes) -> dict[str, Any]:
+        limit = self.limits.registry_max_bytes
+        try:
+            doc = load_json(data, 8, limit)
+        except ConversionError as exc:
+            raise ConfigurationError(
+                f"{REGISTRY_NAME} is unreadable ({exc.message}); it is larger than "
+                f"{limit} bytes or damaged. Recover by restoring it from the bucket's object "
+                "versions, or by removing the labels you do not want and uploading it again "
+                "(ids of the labels kept must not change)"
+            ) from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("categories"), list):
+            raise ConfigurationError(f"{REGISTRY_NAME} does not hold a categories list")
+        return doc
 
     def read(self) -> dict[str, Any]:
         found = self.store.read_if_exists(REGISTRY_NAME)
-        return load_json(found[0], 8, 64 * 1024 * 1024) if found else empty_registry()
+        return self._load(found[0]) if found else empty_registry()
 
     def ensure(self, labels: Iterable[str]) -> dict[str, int]:
         wanted = list(dict.fromkeys(labels))
+        check_labels(wanted, self.limits)
         for _ in range(self.attempts):
             found = self.store.read_if_exists(REGISTRY_NAME)
             if found:
-                current, generation = load_json(found[0], 8, 64 * 1024 * 1024), found[1]
+                current, generation = self._load(found[0]), found[1]
             else:
                 current, generation = empty_registry(), 0
             merged, changed = merge_labels(current, [*self.seed, *wanted])
             if not changed:
                 return ids_of(merged)
+            if len(merged["categories"]) > self.limits.max_categories:
+                raise TooLargeError(
+                    "too_many_categories",
+                    f"the labels of this input would take the registry to "
+                    f"{len(merged['categories'])} categories, limit "
+                    f"{self.limits.max_categories} (GTCOCO_MAX_CATEGORIES)",
+                )
             try:
                 self.store.write(
                     REGISTRY_NAME,

@@ -15,18 +15,23 @@ from .registry import CategoryRegistry, parse_seed
 from .storage import GcsStore, ObjectStore, parse_gs_uri
 
 
-def fetch_policy(config: Config, **overrides: Any) -> FetchPolicy:
+def fetch_policy(config: Config, buckets: tuple[str, ...] = (), **overrides: Any) -> FetchPolicy:
+    """The guard for URLs in exports; `gs://` may name the input bucket, the allow-list's
+    `gs://` entries and `buckets` (the command line's source buckets), nothing else."""
+    allowed = {config.input_bucket, *buckets}
+    allowed |= {h[5:].strip("/") for h in config.fetch_allow_hosts if h.startswith("gs://")}
     base = FetchPolicy(
         max_bytes=config.limits.fetch_max_bytes,
         timeout_s=config.limits.fetch_timeout_s,
         allow_hosts=config.fetch_allow_hosts,
+        buckets=tuple(sorted(allowed - {""})),
     )
     return dataclasses.replace(base, **overrides)
 
 
 @functools.cache
 def _bucket(name: str) -> ObjectStore:
-    return GcsStore(name)
+    return GcsStore(name, retry_deadline_s=Config.from_env().storage_retry_deadline_s)
 
 
 def load_seed(location: str, reader: UrlReader) -> list[str]:
@@ -50,10 +55,13 @@ def build_converter(
     policy: FetchPolicy | None = None,
     resolver: Resolver = system_resolver,
     open_bucket: bool = True,
+    buckets: tuple[str, ...] = (),
 ) -> Converter:
-    fetcher = Fetcher(policy or fetch_policy(config), resolver)
+    fetcher = Fetcher(policy or fetch_policy(config, buckets), resolver)
     reader = UrlReader(fetcher, _bucket if open_bucket else None, local_root)
-    registry = CategoryRegistry(out, seed=load_seed(config.categories_seed, reader))
+    registry = CategoryRegistry(
+        out, seed=load_seed(config.categories_seed, reader), limits=config.limits
+    )
     return Converter(config, reader, registry)
 
 
@@ -61,4 +69,4 @@ def build_pipeline(
     config: Config, source: ObjectStore, out: ObjectStore, **kwargs: Any
 ) -> Pipeline:
     """A pipeline from `source` to `out`; keyword arguments go to `build_converter`."""
-    return Pipeline(source, out, build_converter(config, out, **kwargs))
+    return Pipeline(source, out, build_converter(config, out, **kwargs), config.lock_lease_s)

@@ -10,20 +10,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .config import Config
-from .errors import ConversionError, TooLargeError, TransientError
+from .errors import ConfigurationError, ConversionError, GtcocoError, TransientError
 from .logs import log
 from .pipeline import Outcome, Pipeline, SourceRef
 from .runtime import build_converter
-from .storage import GcsStore, ObjectStore
+from .storage import AccessDenied, GcsStore, ObjectStore
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 JSON_TYPES = {"application/json", "application/x-ndjson", "application/jsonl", "text/plain"}
+# Object generations and sizes are int64 in Cloud Storage; anything else is not an object.
+_MAX_INT64 = 2**63 - 1
 
 Response = tuple[int, dict[str, Any]]
 
-
-class ConfigurationError(Exception):
-    pass
+__all__ = ["ConfigurationError", "Service", "validate"]
 
 
 def validate(config: Config) -> None:
@@ -37,16 +37,47 @@ def validate(config: Config) -> None:
         )
 
 
-def _int(value: Any) -> int | None:
-    """Storage events carry generation and size as strings."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+class MalformedEvent(Exception):
+    pass
+
+
+def _count(value: Any, what: str) -> int | None:
+    """A generation or size: storage events carry them as decimal strings (int64)."""
+    if value is None or value == "":
         return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise MalformedEvent(f"{what} must be a decimal string, got {type(value).__name__}")
+    if isinstance(value, str) and not (value.isascii() and value.isdigit() and len(value) <= 19):
+        raise MalformedEvent(f"{what} {value[:30]!r} is not a decimal int64")
+    number = int(value)
+    if not 0 <= number <= _MAX_INT64:
+        raise MalformedEvent(f"{what} {number} is out of the int64 range")
+    return number
 
 
-def _age_seconds(timestamp: str | None, now: float) -> float | None:
-    if not timestamp:
+def event_ref(data: Any) -> SourceRef:
+    """The object a finalized event names, or `MalformedEvent` saying what is wrong."""
+    if not isinstance(data, Mapping):
+        raise MalformedEvent(f"event data is {type(data).__name__}, not an object")
+    bucket, name = data.get("bucket"), data.get("name")
+    if not isinstance(bucket, str) or not bucket:
+        raise MalformedEvent("event data has no bucket string")
+    if not isinstance(name, str) or not name:
+        raise MalformedEvent("event data has no name string")
+    metadata = data.get("metadata")
+    if not isinstance(metadata, Mapping):
+        metadata = {}
+    return SourceRef(
+        bucket,
+        name,
+        _count(data.get("generation"), "generation"),
+        _count(data.get("size"), "size"),
+        {str(k): str(v) for k, v in metadata.items()},
+    )
+
+
+def _age_seconds(timestamp: Any, now: float) -> float | None:
+    if not timestamp or not isinstance(timestamp, str):
         return None
     try:
         when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
@@ -71,29 +102,33 @@ class Service:
     @classmethod
     def from_config(cls, config: Config) -> Service:
         validate(config)
-        source, out = GcsStore(config.input_bucket), GcsStore(config.output_bucket)
-        return cls(config, source, out, Pipeline(source, out, build_converter(config, out)))
+        deadline = config.storage_retry_deadline_s
+        source = GcsStore(config.input_bucket, retry_deadline_s=deadline)
+        out = GcsStore(config.output_bucket, retry_deadline_s=deadline)
+        pipeline = Pipeline(source, out, build_converter(config, out), config.lock_lease_s)
+        return cls(config, source, out, pipeline)
 
     # -- storage trigger -----------------------------------------------------------------
 
     def handle_event(
         self,
         attributes: Mapping[str, Any],
-        data: Mapping[str, Any] | None,
+        data: Any,
         now: float | None = None,
     ) -> Outcome:
         started = time.monotonic()
         now = time.time() if now is None else now
-        data = data or {}
+        data = data if data is not None else {}
+        view = data if isinstance(data, Mapping) else {}
         fields = {
             "event_id": attributes.get("id"),
-            "bucket": data.get("bucket"),
-            "object": data.get("name"),
-            "generation": data.get("generation"),
+            "bucket": view.get("bucket"),
+            "object": view.get("name"),
+            "generation": view.get("generation"),
         }
         outcome = self._event_outcome(attributes, data, now)
         severity = {"failed": "ERROR", "partial": "WARNING"}.get(outcome.status, "INFO")
-        message = f"{outcome.status}: {data.get('name')}"
+        message = f"{outcome.status}: {view.get('name')}"
         if outcome.reason:
             message += f" ({outcome.reason})"
         errors = [e["error"] for e in outcome.errors] or None
@@ -109,14 +144,17 @@ class Service:
         )
         return outcome
 
-    def _event_outcome(
-        self, attributes: Mapping[str, Any], data: Mapping[str, Any], now: float
-    ) -> Outcome:
-        name = str(data.get("name") or "")
+    def _event_outcome(self, attributes: Mapping[str, Any], data: Any, now: float) -> Outcome:
         if attributes.get("type") != FINALIZED:
-            return Outcome("skipped", name, f"event type {attributes.get('type')} is not handled")
-        if data.get("bucket") != self.config.input_bucket:
-            return Outcome("skipped", name, f"bucket {data.get('bucket')} is not INPUT_BUCKET")
+            return Outcome("skipped", "", f"event type {attributes.get('type')} is not handled")
+        try:
+            ref = event_ref(data)
+        except MalformedEvent as exc:
+            # Not an object at all: retrying it can only fail the same way.
+            return Outcome("skipped", "", f"malformed event: {exc}")
+        name = ref.name
+        if ref.bucket != self.config.input_bucket:
+            return Outcome("skipped", name, f"bucket {ref.bucket} is not INPUT_BUCKET")
         age = _age_seconds(attributes.get("time") or data.get("timeCreated"), now)
         if age is not None and age > self.config.max_event_age_s:
             return Outcome(
@@ -124,19 +162,12 @@ class Service:
                 name,
                 f"stale event: {age:.0f}s old, limit {self.config.max_event_age_s}s",
             )
-        ref = SourceRef(
-            str(data["bucket"]),
-            name,
-            _int(data.get("generation")),
-            _int(data.get("size")),
-            dict(data.get("metadata") or {}),
-        )
         try:
             return self.pipeline.process(ref)
-        except TransientError as exc:
+        except (TransientError, ConfigurationError) as exc:
             log(
                 "ERROR",
-                f"transient failure, the platform will retry: {exc}",
+                f"{exc.code} failure, the platform will retry: {exc}",
                 event_id=attributes.get("id"),
                 object=name,
                 outcome="retry",
@@ -146,8 +177,9 @@ class Service:
     # -- HTTP --------------------------------------------------------------------------
 
     def handle_http(
-        self, method: str, path: str, content_type: str | None, body: bytes
+        self, method: str, path: str, content_type: str | None, body: bytes | None
     ) -> Response:
+        """`body` None: the edge stopped reading it past `max_json_bytes` (413)."""
         route = path.rstrip("/") or "/"
         if route not in {"/convert", "/process"}:
             return 404, error_body("not_found", f"no route {path}; use POST /convert or /process")
@@ -159,19 +191,17 @@ class Service:
                 "unsupported_media_type", f"send application/json, not {media or 'nothing'}"
             )
         limit = self.config.limits.max_json_bytes
-        if len(body) > limit:
-            return 413, error_body("body_too_large", f"body is {len(body)} bytes, limit {limit}")
+        if body is None or len(body) > limit:
+            return 413, error_body("body_too_large", f"the body is over the limit of {limit} bytes")
         try:
             if route == "/convert":
                 return self._convert(body, media)
             return self._process(body)
-        except TooLargeError as exc:
-            return 413, {"error": exc.as_dict()}
         except ConversionError as exc:
-            status = (
-                400 if exc.code in {"invalid_json", "invalid_encoding", "json_too_deep"} else 422
-            )
-            return status, {"error": exc.as_dict()}
+            return exc.http_status, {"error": exc.as_dict()}
+        except GtcocoError as exc:
+            log("ERROR", f"{exc.code} failure answering {route}: {exc}", outcome="error")
+            return exc.http_status, error_body(exc.code, exc.message)
 
     def _convert(self, body: bytes, media: str) -> Response:
         converter = self.pipeline.converter
@@ -208,16 +238,23 @@ class Service:
                 f"only the input bucket {self.config.input_bucket} is processed",
                 "/bucket",
             )
-        info = self.source.stat(request["name"])
+        try:
+            info = self.source.stat(request["name"])
+        except AccessDenied as exc:  # e.g. a name the storage service cannot hold
+            return 400, error_body("invalid_request", f"storage refused the name: {exc}", "/name")
         if info is None:
             return 404, error_body("not_found", f"no object {request['name']}", "/name")
-        generation = _int(request.get("generation")) or info.generation
+        try:
+            generation = _count(request.get("generation"), "generation") or info.generation
+        except MalformedEvent as exc:
+            return 400, error_body("invalid_request", str(exc), "/generation")
         outcome = self.pipeline.process(
             SourceRef(request["bucket"], request["name"], generation, info.size, info.metadata)
         )
         return 200, {
             "status": outcome.status,
             "key": outcome.key,
+            "prefix": outcome.prefix,
             "reason": outcome.reason,
             "outputs": outcome.outputs,
             "errors": outcome.errors,

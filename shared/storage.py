@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import TransientError
+from .errors import ConfigurationError, TransientError
 
 if TYPE_CHECKING:
     from google.cloud.storage import Bucket, Client
@@ -32,6 +32,12 @@ class NotFound(Exception):
 
 class PreconditionFailed(Exception):
     pass
+
+
+class AccessDenied(Exception):
+    """The service refused the request itself (400, 401, 403): retrying cannot help.  For an
+    object an export names this is the input's fault (poison); for our own buckets it is
+    the deployment's (IAM), which the pipeline reports as a configuration error."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +69,9 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str = "") -> list[str]: ...
 
-    def delete(self, name: str) -> bool:
-        """Remove an object; False when there was none."""
+    def delete(self, name: str, if_generation_match: int | None = None) -> bool:
+        """Remove an object; False when there was none.  With `if_generation_match`, only
+        that generation (else `PreconditionFailed`)."""
         ...
 
 
@@ -162,8 +169,12 @@ class LocalStore:
         )
         return sorted(n for n in names if n.startswith(prefix))
 
-    def delete(self, name: str) -> bool:
+    def delete(self, name: str, if_generation_match: int | None = None) -> bool:
         with self._locked():
+            if if_generation_match is not None:
+                info = self.stat(name)
+                if info is None or info.generation != if_generation_match:
+                    raise PreconditionFailed(name)
             try:
                 self._path(name).unlink()
             except FileNotFoundError:
@@ -233,8 +244,12 @@ class MemoryStore:
         with self._lock:
             return sorted(n for n in self.objects if n.startswith(prefix))
 
-    def delete(self, name: str) -> bool:
+    def delete(self, name: str, if_generation_match: int | None = None) -> bool:
         with self._lock:
+            if if_generation_match is not None and (
+                name not in self.objects or self.objects[name][1] != if_generation_match
+            ):
+                raise PreconditionFailed(name)
             return self.objects.pop(name, None) is not None
 
 
@@ -245,9 +260,16 @@ class MemoryStore:
 @functools.cache
 def gcs_client() -> Client:
     """One client per process (instance), created on first use, never at import time."""
+    from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import storage
 
-    return storage.Client()
+    try:
+        return storage.Client()
+    except DefaultCredentialsError as exc:
+        raise ConfigurationError(
+            "no Google Cloud credentials for gs:// (run `gcloud auth application-default "
+            f"login`, or set GOOGLE_APPLICATION_CREDENTIALS): {exc}"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -261,22 +283,40 @@ def _translated(name: str) -> Iterator[None]:
         raise NotFound(name) from exc
     except gexc.PreconditionFailed as exc:
         raise PreconditionFailed(name) from exc
+    except (gexc.BadRequest, gexc.Unauthorized, gexc.Forbidden) as exc:
+        raise AccessDenied(f"{name}: {exc}") from exc
     except (gexc.TooManyRequests, gexc.ServerError, gexc.RetryError) as exc:
         raise TransientError(f"storage fault on {name}: {exc}") from exc
     except (rexc.ConnectionError, rexc.Timeout, ConnectionError, TimeoutError) as exc:
         raise TransientError(f"storage connection fault on {name}: {exc}") from exc
 
 
-def _retry_deadline() -> float:
-    # The library retries 429/5xx itself; past this deadline the fault surfaces as a
-    # TransientError and the platform retries the whole event instead.
-    return float(os.environ.get("GTCOCO_STORAGE_RETRY_DEADLINE_S", "60"))
+DEFAULT_RETRY_DEADLINE_S = 60.0
 
 
 class GcsStore:
-    def __init__(self, bucket: str, client: Client | None = None) -> None:
+    """A bucket through google-cloud-storage.  Every call, read or write, retries 429/5xx
+    with the library's own exponential backoff and jitter, bounded by `retry_deadline_s`;
+    past it the fault surfaces as a TransientError and the platform retries the event."""
+
+    def __init__(
+        self,
+        bucket: str,
+        client: Client | None = None,
+        retry_deadline_s: float = DEFAULT_RETRY_DEADLINE_S,
+    ) -> None:
         self.bucket = bucket
         self._client = client
+        self.retry_deadline_s = retry_deadline_s
+
+    @functools.cached_property
+    def _retry(self) -> Any:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        return DEFAULT_RETRY.with_timeout(self.retry_deadline_s)
+
+    # One HTTP request's own timeout (the library's default); the deadline bounds retries.
+    _timeout = 60.0
 
     @functools.cached_property
     def _bucket(self) -> Bucket:
@@ -287,14 +327,16 @@ class GcsStore:
 
     def stat(self, name: str) -> ObjectInfo | None:
         with _translated(name):
-            blob = self._bucket.get_blob(name)
+            blob = self._bucket.get_blob(name, retry=self._retry, timeout=self._timeout)
         if blob is None:
             return None
         return ObjectInfo(name, int(blob.size or 0), blob.generation, dict(blob.metadata or {}))
 
     def read(self, name: str, generation: int | None = None) -> bytes:
         with _translated(name):
-            data: bytes = self._bucket.blob(name, generation=generation).download_as_bytes()
+            data: bytes = self._bucket.blob(name, generation=generation).download_as_bytes(
+                retry=self._retry, timeout=self._timeout
+            )
             return data
 
     def read_range(self, name: str, start: int, end: int, generation: int | None = None) -> bytes:
@@ -303,7 +345,7 @@ class GcsStore:
         with _translated(name):
             try:
                 data: bytes = self._bucket.blob(name, generation=generation).download_as_bytes(
-                    start=start, end=end - 1
+                    start=start, end=end - 1, retry=self._retry, timeout=self._timeout
                 )
             except Exception as exc:  # 416: the range starts past the end of the object
                 if getattr(exc, "code", None) == 416:
@@ -313,11 +355,13 @@ class GcsStore:
 
     def read_if_exists(self, name: str) -> tuple[bytes, int] | None:
         with _translated(name):
-            blob = self._bucket.get_blob(name)
+            blob = self._bucket.get_blob(name, retry=self._retry, timeout=self._timeout)
             if blob is None:
                 return None
             try:
-                data = blob.download_as_bytes(if_generation_match=blob.generation)
+                data = blob.download_as_bytes(
+                    if_generation_match=blob.generation, retry=self._retry, timeout=self._timeout
+                )
             except Exception as exc:
                 if type(exc).__name__ in {"NotFound", "PreconditionFailed"}:
                     return self.read_if_exists(name)  # replaced between stat and read
@@ -333,13 +377,8 @@ class GcsStore:
             kwargs: dict[str, Any] = {}
             if if_generation_match is not None:
                 kwargs["if_generation_match"] = if_generation_match
-            from google.cloud.storage.retry import DEFAULT_RETRY
-
             blob.upload_from_string(
-                data,
-                content_type=content_type,
-                retry=DEFAULT_RETRY.with_timeout(_retry_deadline()),
-                **kwargs,
+                data, content_type=content_type, retry=self._retry, timeout=self._timeout, **kwargs
             )
         return int(blob.generation or 0)
 
@@ -348,15 +387,22 @@ class GcsStore:
             return sorted(
                 b.name
                 for b in (self._client or gcs_client()).list_blobs(
-                    self.bucket, prefix=prefix or None
+                    self.bucket, prefix=prefix or None, retry=self._retry, timeout=self._timeout
                 )
             )
 
-    def delete(self, name: str) -> bool:
+    def delete(self, name: str, if_generation_match: int | None = None) -> bool:
         try:
             with _translated(name):
-                self._bucket.delete_blob(name)
+                self._bucket.delete_blob(
+                    name,
+                    if_generation_match=if_generation_match,
+                    retry=self._retry,
+                    timeout=self._timeout,
+                )
         except NotFound:
+            if if_generation_match is not None:
+                raise PreconditionFailed(name) from None
             return False
         return True
 
@@ -402,14 +448,14 @@ class PrefixStore:
     def list(self, prefix: str = "") -> list[str]:
         return [n[len(self.prefix) :] for n in self.inner.list(self.prefix + prefix)]
 
-    def delete(self, name: str) -> bool:
-        return self.inner.delete(self.prefix + name)
+    def delete(self, name: str, if_generation_match: int | None = None) -> bool:
+        return self.inner.delete(self.prefix + name, if_generation_match)
 
 
-def open_store(location: str) -> ObjectStore:
+def open_store(location: str, retry_deadline_s: float = DEFAULT_RETRY_DEADLINE_S) -> ObjectStore:
     """`gs://bucket[/prefix]` or a local folder."""
     if location.startswith("gs://"):
         bucket, prefix = parse_gs_uri(location)
-        store: ObjectStore = GcsStore(bucket)
+        store: ObjectStore = GcsStore(bucket, retry_deadline_s=retry_deadline_s)
         return PrefixStore(store, prefix) if prefix else store
     return LocalStore(Path(location))

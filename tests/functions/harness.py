@@ -6,11 +6,13 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +47,11 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     raise TimeoutError(f"port {port} did not open")
 
 
+def _drain(stream: Any) -> None:
+    while stream.read(65536):
+        pass
+
+
 @contextmanager
 def storage_emulator(*buckets: str, project: str = "test-project"
                      ) -> Iterator[tuple[str, storage.Client]]:
@@ -53,6 +60,11 @@ def storage_emulator(*buckets: str, project: str = "test-project"
 
     server = FakeGCSServer()
     server.start()
+    # The wrapper pipes the emulator's request log to stderr and never reads it: once the
+    # pipe (64 KiB) fills, every request blocks.  Drain it for as long as the server runs.
+    process = server._process
+    assert process is not None and process.stderr is not None
+    threading.Thread(target=_drain, args=(process.stderr,), daemon=True).start()
     try:
         client = storage.Client(project=project, credentials=AnonymousCredentials())
         for name in buckets:
@@ -125,12 +137,33 @@ def post_event(url: str, data: dict[str, Any], mode: str = "binary",
                          headers={"Content-Type": "application/cloudevents+json"})
 
 
+def _written_object(method: str, path: str, body: bytes) -> tuple[str, str] | None:
+    """The object an upload or delete request names: a multipart upload's metadata part,
+    a media upload's `name=` parameter, a delete's path."""
+    url = urllib.parse.urlsplit(path)
+    if method == "POST" and url.path.startswith("/upload/"):
+        query = urllib.parse.parse_qs(url.query)
+        if "name" in query:
+            return "upload", query["name"][0]
+        found = re.search(rb'\r\n\r\n(\{.*?\})\r\n--', body, re.DOTALL)
+        if found:
+            return "upload", str(json.loads(found.group(1))["name"])
+        return None
+    parts = url.path.split("/o/", 1)
+    if method == "DELETE" and len(parts) == 2:
+        return "delete", urllib.parse.unquote(parts[1])
+    return None
+
+
 class FaultProxy:
-    """Forwards to the emulator; answers 503 to the next N uploads whose name matches."""
+    """Forwards to the emulator; answers 503 to the next N uploads of the object named
+    `match` (the object's own name, never text inside a body), and records every upload
+    and delete in the order they reached it (`writes`)."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.removeprefix("http://")
         self.match, self.remaining, self.injected = "", 0, 0
+        self.writes: list[tuple[str, str]] = []  # ("upload" | "delete", object name)
         self.lock = threading.Lock()
         outer = self
 
@@ -186,9 +219,11 @@ class FaultProxy:
             self.match, self.remaining = match, count
 
     def _should_fail(self, method: str, path: str, body: bytes) -> bool:
+        write = _written_object(method, path, body)
         with self.lock:
-            if (self.remaining and method == "POST" and path.startswith("/upload/")
-                    and (self.match.encode() in body or self.match in path)):
+            if write is not None:
+                self.writes.append(write)
+            if self.remaining and write is not None and write == ("upload", self.match):
                 self.remaining -= 1
                 self.injected += 1
                 return True

@@ -41,14 +41,14 @@ def test_vector_job_converts_in_both_event_modes(gcs: Gcs, trigger: Trigger, mod
     data = upload(client, f"{mode}/job.json", json.dumps(job()).encode())
     response = post_event(trigger[0], data, mode)
     assert response.status_code == 200, response.text
-    got = outputs(client, f"{mode}/job/")
-    assert sorted(got) == [f"{mode}/job/coco.json", f"{mode}/job/report.json"]
-    coco = load_coco(got[f"{mode}/job/coco.json"])
+    got = outputs(client, f"{mode}/job.json@/")
+    assert sorted(got) == [f"{mode}/job.json@/coco.json", f"{mode}/job.json@/report.json"]
+    coco = load_coco(got[f"{mode}/job.json@/coco.json"])
     assert len(coco.dataset["annotations"]) == 2
-    report = json.loads(got[f"{mode}/job/report.json"])
+    report = json.loads(got[f"{mode}/job.json@/report.json"])
     assert report["source"] == {"bucket": IN, "name": f"{mode}/job.json",
                                 "generation": data["generation"]}
-    assert report["outputs"] == [f"{mode}/job/coco.json"]
+    assert report["outputs"] == [f"{mode}/job.json@/coco.json"]
 
 
 def test_segmentation_job_reads_its_mask_through_the_adapter(gcs: Gcs, trigger: Trigger) -> None:
@@ -61,11 +61,11 @@ def test_segmentation_job_reads_its_mask_through_the_adapter(gcs: Gcs, trigger: 
         "url": f"gs://{IN}/seg/mask.png", "legend": {"#ff0000": "car # 1", "#00ff00": "grass"}}}}}
     response = post_event(trigger[0], upload(client, "seg/job.json", json.dumps(seg).encode()))
     assert response.status_code == 200
-    got = outputs(client, "seg/job/")
-    assert {"seg/job/masks/legend.json", "seg/job/masks/semantic.png",
-            "seg/job/masks/instances.png", "seg/job/masks/colors/ff0000.png",
-            "seg/job/masks/colors/00ff00.png"} <= set(got)
-    coco = load_coco(got["seg/job/coco.json"])
+    got = outputs(client, "seg/job.json@/")
+    assert {"seg/job.json@/masks/legend.json", "seg/job.json@/masks/semantic.png",
+            "seg/job.json@/masks/instances.png", "seg/job.json@/masks/colors/ff0000.png",
+            "seg/job.json@/masks/colors/00ff00.png"} <= set(got)
+    coco = load_coco(got["seg/job.json@/coco.json"])
     assert sorted(a["area"] for a in coco.dataset["annotations"]) == [600, 1600]
 
 
@@ -76,12 +76,13 @@ def test_batch_and_poison_inputs(gcs: Gcs, trigger: Trigger) -> None:
     assert post_event(trigger[0], upload(client, "batch/all.jsonl", lines.encode())
                       ).status_code == 200
     for i in range(3):
-        load_coco(outputs(client, f"batch/all/j{i}/")[f"batch/all/j{i}/coco.json"])
+        load_coco(outputs(client, f"batch/all.jsonl@/jobs/j{i}/")[f"batch/all.jsonl@/jobs/j{i}/coco.json"])
     response = post_event(trigger[0], upload(client, "bad/broken.json", b'{"image_url": '))
     assert response.status_code == 200  # poison input is never retried
-    error = json.loads(outputs(client, "_errors/bad/")["_errors/bad/broken.json"])
+    got = outputs(client, "bad/")
+    assert sorted(got) == ["bad/broken.json@/error.json"]
+    error = json.loads(got["bad/broken.json@/error.json"])
     assert error["error"]["code"] == "invalid_json"
-    assert outputs(client, "bad/") == {}
     log_lines = [json.loads(line) for line in trigger[1].read_text().splitlines()
                  if line.startswith("{")]
     failed = [e for e in log_lines if e.get("object") == "bad/broken.json"]
@@ -90,8 +91,9 @@ def test_batch_and_poison_inputs(gcs: Gcs, trigger: Trigger) -> None:
     # Fixed and uploaded again: it converts, and the stale error goes.
     response = post_event(trigger[0], upload(client, "bad/broken.json", json.dumps(job()).encode()))
     assert response.status_code == 200
-    load_coco(outputs(client, "bad/")["bad/broken/coco.json"])
-    assert outputs(client, "_errors/bad/") == {}
+    got = outputs(client, "bad/")
+    assert sorted(got) == ["bad/broken.json@/coco.json", "bad/broken.json@/report.json"]
+    load_coco(got["bad/broken.json@/coco.json"])
 
 
 def test_storage_fault_gives_500_and_a_clean_retry_completes_identically(gcs: Gcs, trigger: Trigger,
@@ -101,15 +103,25 @@ def test_storage_fault_gives_500_and_a_clean_retry_completes_identically(gcs: Gc
     reference = upload(client, "fault/clean.json", body)
     assert post_event(trigger[0], reference).status_code == 200
     data = upload(client, "fault/job.json", body)
-    proxy.fail_uploads("fault/job/coco.json", count=1000)  # outlasts the library's retries
+    prefix = "fault/job.json@/"
+    proxy.fail_uploads(prefix + "coco.json", count=1000)  # outlasts the library's retries
+    start = len(proxy.writes)
     first = post_event(trigger[0], data)
     proxy.fail_uploads("", count=0)
     assert first.status_code == 500 and proxy.injected >= 1
-    assert "fault/job/report.json" not in outputs(client, "fault/job/")  # nothing looks done
+    assert prefix + "report.json" not in outputs(client, prefix)  # nothing looks done
+    middle = len(proxy.writes)
     assert post_event(trigger[0], data).status_code == 200
-    got, clean = outputs(client, "fault/job/"), outputs(client, "fault/clean/")
-    assert got["fault/job/coco.json"] == clean["fault/clean/coco.json"]
-    assert sorted(json.loads(got["fault/job/report.json"])["outputs"]) == ["fault/job/coco.json"]
+    got, clean = outputs(client, prefix), outputs(client, "fault/clean.json@/")
+    assert got[prefix + "coco.json"] == clean["fault/clean.json@/coco.json"]
+    assert sorted(json.loads(got[prefix + "report.json"])["outputs"]) == [prefix + "coco.json"]
+    # The order of writes: the lease first, the report after every file, then the release.
+    failed = [w for w in proxy.writes[start:middle] if w[1].startswith(prefix)]
+    assert ("upload", prefix + "report.json") not in failed
+    retried = [w for w in proxy.writes[middle:] if w[1].startswith(prefix)]
+    assert retried[0] == ("upload", prefix + "lock.json")
+    assert retried[-2:] == [("upload", prefix + "report.json"), ("delete", prefix + "lock.json")]
+    assert retried.index(("upload", prefix + "coco.json")) < len(retried) - 2
 
 
 def test_repeated_delivery_gives_one_set_of_outputs(gcs: Gcs, trigger: Trigger) -> None:
@@ -125,21 +137,20 @@ def test_repeated_delivery_gives_one_set_of_outputs(gcs: Gcs, trigger: Trigger) 
     with ThreadPoolExecutor(5) as pool:
         codes = list(pool.map(lambda _: post_event(trigger[0], data).status_code, range(5)))
     assert codes == [200] * 5
-    got = outputs(client, "dup/concurrent/")
-    assert sorted(got) == ["dup/concurrent/coco.json", "dup/concurrent/report.json"]
-    assert got["dup/concurrent/coco.json"] == outputs(client, "dup/job/")["dup/job/coco.json"]
+    got = outputs(client, "dup/concurrent.json@/")
+    assert sorted(got) == ["dup/concurrent.json@/coco.json", "dup/concurrent.json@/report.json"]
+    assert got["dup/concurrent.json@/coco.json"] == outputs(client, "dup/job.json@/")["dup/job.json@/coco.json"]
 
 
 def test_own_outputs_and_stale_events_do_nothing(gcs: Gcs, trigger: Trigger) -> None:
     _, client = gcs
     body = json.dumps(job()).encode()
     own = upload(client, "loop/job.json", body) | {"metadata": {"gtcoco-output": "1"}}
-    errors_name = upload(client, "_errors/loop/x.json", body)
+    output_name = upload(client, "loop/x.json@/report.json", body)
     stale = upload(client, "loop/stale.json", body)
-    for data, when in ((own, None), (errors_name, None), (stale, "2020-01-01T00:00:00Z")):
+    for data, when in ((own, None), (output_name, None), (stale, "2020-01-01T00:00:00Z")):
         assert post_event(trigger[0], data, event_time=when).status_code == 200
     assert outputs(client, "loop/") == {}
-    assert outputs(client, "_errors/loop/") == {}
 
 
 def test_equal_buckets_refuse_to_start(gcs: Gcs) -> None:
@@ -159,7 +170,7 @@ def test_process_runs_the_trigger_for_input_objects_only(gcs: Gcs, api: str) -> 
                              timeout=60)
     assert response.status_code == 200
     assert response.json()["status"] == "converted"
-    load_coco(outputs(client, "http/job/")["http/job/coco.json"])
+    load_coco(outputs(client, "http/job.json@/")["http/job.json@/coco.json"])
     again = requests.post(f"{api}/process", json={"bucket": IN, "name": "http/job.json"},
                           timeout=60)
     assert again.json()["status"] == "duplicate"
@@ -201,4 +212,4 @@ def test_cli_reads_and_writes_gs(gcs: Gcs, tmp_path: Path) -> None:
                              "--out", f"gs://{OUT}/from-cli"], capture_output=True, text=True,
                             timeout=120, check=False, env=function_env(gcs[0], IN, OUT))
     assert result.returncode == 0, result.stderr
-    load_coco(outputs(client, "from-cli/cli/a/")["from-cli/cli/a/coco.json"])
+    load_coco(outputs(client, "from-cli/cli/a.json@/")["from-cli/cli/a.json@/coco.json"])

@@ -99,7 +99,7 @@ def test_unpacked_archive_converts_a_real_cloudevent(deployed: tuple[Path, Path]
             response = post_event(function_url, object_data(IN, blob.name, blob.generation, len(body)))
         assert response.status_code == 200, log.read_text()
         outputs = {b.name: b.download_as_bytes() for b in client.list_blobs(OUT)}
-        assert {"exports/job/coco.json", "exports/job/report.json"} <= set(outputs)
-        coco = load_coco(outputs["exports/job/coco.json"])
+        assert {"exports/job.json@/coco.json", "exports/job.json@/report.json"} <= set(outputs)
+        coco = load_coco(outputs["exports/job.json@/coco.json"])
         (ann,) = coco.dataset["annotations"]
         assert ann["bbox"] == [64.0, 96.0, 192.0, 192.0]

@@ -93,6 +93,12 @@ def _conversion_defaults() -> dict[str, Any]:
     return {name: json.loads(value) for name, value in pairs}
 
 
+def _sizing_default(variable: dict[str, Any]) -> int:
+    found = re.search(r"timeout_seconds = optional\(number, (\d+)\)", variable["type"])
+    assert found, variable
+    return int(found[1])
+
+
 def _render(expression: str, defaults: dict[str, Any]) -> str:
     """The few expressions `local.environment` uses for settings, evaluated on defaults."""
     if match := re.fullmatch(r"\$\{tostring\(var\.conversion\.(\w+)\)\}", expression):
@@ -102,6 +108,13 @@ def _render(expression: str, defaults: dict[str, Any]) -> str:
         return ",".join(defaults[match[1]])
     if match := re.fullmatch(r"\$\{var\.conversion\.(\w+)\}", expression):
         return str(defaults[match[1]])
+    if match := re.fullmatch(r"\$\{tostring\(max\(var\.conversion\.(\w+),\s*"
+                             r"var\.trigger_function\.timeout_seconds \+ (\d+),\s*"
+                             r"var\.http_function\.timeout_seconds \+ (\d+)\)\)\}", expression):
+        sizing = variables()
+        timeouts = [_sizing_default(sizing["trigger_function"]) + int(match[2]),
+                    _sizing_default(sizing["http_function"]) + int(match[3])]
+        return str(max([defaults[match[1]], *timeouts]))
     if expression == "${var.categories_uri}":
         return str(variables()["categories_uri"]["default"])
     raise AssertionError(f"unexpected expression {expression}")
@@ -109,7 +122,7 @@ def _render(expression: str, defaults: dict[str, Any]) -> str:
 
 def test_setting_defaults_match_the_code() -> None:
     defaults = _conversion_defaults()
-    assert len(defaults) == 13
+    assert len(defaults) == 17
     environment = locals_()["environment"]
     rendered = {name: _render(expr, defaults) for name, expr in environment.items()
                 if name not in {"INPUT_BUCKET", "OUTPUT_BUCKET"}}

@@ -32,7 +32,7 @@ def test_all_converted_exits_0_with_a_summary(tmp_path: Path) -> None:
     assert code == 0
     assert "skipped   notes.txt (extension is not one of .json, .jsonl, .png)" in out
     assert out.splitlines()[-1].startswith("gtcoco: 1 converted, 1 skipped; 2 objects written")
-    assert (tmp_path / "out" / "a" / "coco.json").exists()
+    assert (tmp_path / "out" / "a.json@" / "coco.json").exists()
 
 
 def test_single_file_source_and_options(tmp_path: Path) -> None:
@@ -40,9 +40,9 @@ def test_single_file_source_and_options(tmp_path: Path) -> None:
     src.write_text(json.dumps(JOB))
     code, _, _ = run("convert", str(src), "--out", str(tmp_path / "o"), "--rect-as-polygon")
     assert code == 0
-    coco = json.loads((tmp_path / "o" / "a" / "coco.json").read_text())
+    coco = json.loads((tmp_path / "o" / "a.json@" / "coco.json").read_text())
     assert coco["annotations"][0]["segmentation"] == [[0.0, 0.0, 10.0, 0.0, 10.0, 10.0, 0.0, 10.0]]
-    report = json.loads((tmp_path / "o" / "a" / "report.json").read_text())
+    report = json.loads((tmp_path / "o" / "a.json@" / "report.json").read_text())
     assert report["options"]["rect_as_polygon"] is True
 
 
@@ -51,7 +51,7 @@ def test_seed_file_fixes_category_ids(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text(json.dumps(JOB))
     assert run("convert", str(tmp_path / "a.json"), "--out", str(tmp_path / "o"),
                "--categories", str(tmp_path / "classes.txt"))[0] == 0
-    coco = json.loads((tmp_path / "o" / "a" / "coco.json").read_text())
+    coco = json.loads((tmp_path / "o" / "a.json@" / "coco.json").read_text())
     assert coco["categories"] == [{"id": 3, "name": "car", "supercategory": ""}]
 
 
@@ -63,5 +63,5 @@ def test_local_image_header_gives_the_size(tmp_path: Path) -> None:
     job = {k: v for k, v in JOB.items() if k not in {"width", "height"}} | {"image_url": "img.jpg"}
     (tmp_path / "a.json").write_text(json.dumps(job))
     assert run("convert", str(tmp_path / "a.json"), "--out", str(tmp_path / "o"))[0] == 0
-    report = json.loads((tmp_path / "o" / "a" / "report.json").read_text())
+    report = json.loads((tmp_path / "o" / "a.json@" / "report.json").read_text())
     assert report["image"] == {"width": 64, "height": 48, "size_source": "header"}

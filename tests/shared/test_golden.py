@@ -67,7 +67,7 @@ def test_rerun_is_byte_identical(produced: Path, tmp_path: Path) -> None:
 
 def test_golden_highlights(produced: Path) -> None:
     """Spot checks that say what the golden files are meant to show."""
-    rects = json.loads((produced / "job_build_rectangles" / "coco.json").read_text())
+    rects = json.loads((produced / "job_build_rectangles.json@" / "coco.json").read_text())
     boxes = {a["gt_id"]: a["bbox"] for a in rects["annotations"]}
     assert boxes["r-tl"] == [192.0, 216.0, 384.0, 216.0]
     assert boxes["r-br"] == [768.0, 540.0, 384.0, 216.0]  # corner order did not matter
@@ -75,15 +75,15 @@ def test_golden_highlights(produced: Path) -> None:
     assert rects["images"][0]["reference_id"] == "cam1/000123"
     assert all(a["segmentation"] == [] and a["area"] == a["bbox"][2] * a["bbox"][3]
                for a in rects["annotations"])
-    faces = json.loads((produced / "export_envelope_landmarks" / "coco.json").read_text())
+    faces = json.loads((produced / "export_envelope_landmarks.json@" / "coco.json").read_text())
     (cat,) = faces["categories"]
     assert cat["keypoints"] == ["1", "2", "3", "4", "5"] and cat["skeleton"] == [[1, 3], [2, 3]]
     first = faces["annotations"][0]
     assert first["keypoints"][6:9] == [320.0, 320.0, 1] and first["num_keypoints"] == 3
-    extras = json.loads((produced / "gt_json_export_lines_cuboids" / "extras.json").read_text())
+    extras = json.loads((produced / "gt_json_export_lines_cuboids.json@" / "extras.json").read_text())
     assert extras["lines"]["lane-1"]["points"] == [[128.0, 648.0], [256.0, 504.0], [384.0, 360.0]]
     assert extras["cuboids"]["cub-1"]["bbox"] == [256.0, 108.0, 320.0, 252.0]
-    video = json.loads((produced / "video_build" / "coco.json").read_text())
+    video = json.loads((produced / "video_build.json@" / "coco.json").read_text())
     assert [a["image_id"] for a in video["annotations"]] == [1, 2]
     registry = json.loads((produced / "_registry" / "categories.json").read_text())
     ids = [c["id"] for c in registry["categories"]]

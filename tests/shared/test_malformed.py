@@ -1,4 +1,4 @@
-"""Every malformed input gets an `_errors/` entry with a specific code and JSON pointer,
+"""Every malformed input gets an `error.json` in its own prefix with a specific code and JSON pointer,
 and the rest of the run still converts."""
 
 from __future__ import annotations
@@ -106,44 +106,44 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path, str]:
                          ids=[c[0] for c in CASES])
 def test_each_malformed_input_gets_a_specific_error(run: Run, key: str, code: str, pointer: str) -> None:
     _, out, _ = run
-    doc = json.loads((out / "_errors" / f"{key}.json").read_text())
+    doc = json.loads((out / f"{key}.json@" / "error.json").read_text())
     assert doc["error"]["code"] == code
     assert doc["error"]["pointer"] == pointer
     assert doc["error"]["message"]
     assert doc["source"]["name"] == f"{key}.json"
-    assert not (out / key / "report.json").exists()
+    assert sorted(p.name for p in (out / f"{key}.json@").iterdir()) == ["error.json"]
 
 
 def test_the_rest_of_the_run_still_converts(run: Run) -> None:
     code, out, stdout = run
     assert code == 1
-    load_coco(out / "good" / "coco.json")
-    assert json.loads((out / "good" / "report.json").read_text())["status"] == "converted"
+    load_coco(out / "good.json@" / "coco.json")
+    assert json.loads((out / "good.json@" / "report.json").read_text())["status"] == "converted"
     summary = stdout.strip().splitlines()[-1]
     assert summary.startswith("gtcoco: ") and f"{len(CASES) + 1} failed" in summary
 
 
 def test_a_bad_job_in_a_batch_fails_alone(run: Run) -> None:
     _, out, _ = run
-    load_coco(out / "mixed_batch" / "ok" / "coco.json")
-    err = json.loads((out / "_errors" / "mixed_batch" / "bad.json").read_text())
+    load_coco(out / "mixed_batch.json@" / "jobs" / "ok" / "coco.json")
+    err = json.loads((out / "mixed_batch.json@" / "jobs" / "bad" / "error.json").read_text())
     assert err["error"] == {"code": "invalid_coordinate", "message": "x must be a number",
                             "pointer": "/1/maker_response/rectangles/data/0/coordinates/0/x"}
-    report = json.loads((out / "mixed_batch" / "report.json").read_text())
+    report = json.loads((out / "mixed_batch.json@" / "report.json").read_text())
     assert report["status"] == "partial"
     assert [j["status"] for j in report["jobs"]] == ["converted", "failed"]
 
 
 def test_a_bad_jsonl_line_names_its_line(run: Run) -> None:
     _, out, _ = run
-    err = json.loads((out / "_errors" / "lines.json").read_text())["error"]
+    err = json.loads((out / "lines.jsonl@" / "error.json").read_text())["error"]
     assert err["code"] == "invalid_json" and err["message"].startswith("line 2:")
 
 
 @pytest.mark.parametrize("kind", ["memory", "local"])
-def test_an_input_that_converts_later_clears_its_stale_errors(kind: str, tmp_path: Path) -> None:
-    """`_errors/<key>.json` stands instead of outputs: once a new generation converts, the
-    earlier generation's errors go (its own batch jobs that still fail keep theirs)."""
+def test_a_new_generation_replaces_every_output_of_the_last(kind: str, tmp_path: Path) -> None:
+    """An input's prefix holds exactly what its newest conversion wrote: errors of jobs
+    that now convert go, and inputs whose names start the same are never touched."""
     src = MemoryStore("in")
     out: ObjectStore = MemoryStore("out") if kind == "memory" else LocalStore(tmp_path)
     pipeline = build_pipeline(Config(), src, out, open_bucket=False)
@@ -153,18 +153,28 @@ def test_an_input_that_converts_later_clears_its_stale_errors(kind: str, tmp_pat
         src.write(name, json.dumps(doc).encode(), "application/json", metadata={})
         return pipeline.process(SourceRef("in", name)).status
 
-    out.write("_errors/single2.json", b"{}", "application/json")  # another key's error
+    # Neighbours whose names extend "single.json" and "batch.json".
+    out.write("single.json2@/error.json", b"{}", "application/json")
+    out.write("batch.json.json@/jobs/b/error.json", b"{}", "application/json")
+    neighbours = ["batch.json.json@/jobs/b/error.json", "single.json2@/error.json"]
     assert process("single.json", bad_job) == "failed"
     assert process("batch.json", {"not": "a job"}) == "failed"
+    assert out.list("batch.json@/") == ["batch.json@/error.json"]
     assert process("batch.json", [GOOD | {"reference_id": "a"},
                                   bad_job | {"reference_id": "b"},
                                   bad_job | {"reference_id": "c"}]) == "partial"
-    assert out.list("_errors/") == ["_errors/batch/b.json", "_errors/batch/c.json",
-                                    "_errors/single.json", "_errors/single2.json"]
+    assert [n for n in out.list("") if n.endswith("error.json")] == [
+        "batch.json.json@/jobs/b/error.json", "batch.json@/jobs/b/error.json",
+        "batch.json@/jobs/c/error.json", "single.json2@/error.json", "single.json@/error.json"]
     assert process("single.json", GOOD) == "converted"
+    assert out.list("single.json@/") == ["single.json@/coco.json", "single.json@/report.json"]
     assert process("batch.json", [GOOD | {"reference_id": r} for r in "ab"]
                    + [bad_job | {"reference_id": "c"}]) == "partial"
-    assert out.list("_errors/") == ["_errors/batch/c.json", "_errors/single2.json"]
+    assert [n for n in out.list("batch.json@/") if n.endswith("error.json")] == [
+        "batch.json@/jobs/c/error.json"]
     assert process("batch.json", [GOOD | {"reference_id": r} for r in "abc"]) == "converted"
-    assert out.list("_errors/") == ["_errors/single2.json"]
-    load_coco(json.loads(out.read("single/coco.json")))
+    assert [n for n in out.list("") if n.endswith("error.json")] == neighbours
+    report = json.loads(out.read("batch.json@/report.json"))
+    assert sorted(report["outputs"]) == sorted(
+        n for n in out.list("batch.json@/") if n != "batch.json@/report.json")
+    load_coco(json.loads(out.read("single.json@/coco.json")))

@@ -55,7 +55,7 @@ def converted(request: pytest.FixtureRequest, rgba: np.ndarray) -> Converted:
     out, outcome = convert_pair(encode_png(rgba), legend,
                                 Options(raster_segmentation=request.param))
     assert outcome.status == "converted", outcome.reason
-    return request.param, out, json.loads(out.read("seg/a/coco.json"))
+    return request.param, out, json.loads(out.read("seg/a.json@/coco.json"))
 
 
 def packed_of(rgba: np.ndarray) -> np.ndarray:
@@ -71,21 +71,21 @@ def png(out: MemoryStore, name: str) -> np.ndarray:
 def test_each_colour_png_is_exactly_mask_equals_colour(converted: Converted, rgba: np.ndarray) -> None:
     _, out, _ = converted
     packed = packed_of(rgba)
-    legend = json.loads(out.read("seg/a/masks/legend.json"))
+    legend = json.loads(out.read("seg/a.json@/masks/legend.json"))
     written = 0
     for entry in legend["entries"]:
         rgb = int(entry["color"][1:], 16)
         if entry["pixels"] == 0:
             assert entry["mask"] is None and not (packed == rgb).any()
             continue
-        image = png(out, f"seg/a/masks/{entry['mask']}")
+        image = png(out, f"seg/a.json@/masks/{entry['mask']}")
         assert image.shape == (H, W) and set(np.unique(image)) <= {0, 255}
         assert np.array_equal(image == 255, packed == rgb)
-        strict = strict_bitmask(out.read(f"seg/a/masks/{entry['mask']}"))
+        strict = strict_bitmask(out.read(f"seg/a.json@/masks/{entry['mask']}"))
         assert np.array_equal(strict, packed == rgb)
         assert entry["pixels"] == int((packed == rgb).sum())
         written += 1
-    assert written == len(out.list("seg/a/masks/colors/"))
+    assert written == len(out.list("seg/a.json@/masks/colors/"))
 
 
 @pytest.mark.parametrize("width", [37, 40, 8, 1])
@@ -103,9 +103,9 @@ def test_colour_pngs_of_regions_at_the_frame_edges(width: int) -> None:
     assert outcome.status == "converted", outcome.reason
     packed = packed_of(rgba)
     written = 0
-    for entry in json.loads(out.read("seg/a/masks/legend.json"))["entries"]:
+    for entry in json.loads(out.read("seg/a.json@/masks/legend.json"))["entries"]:
         if entry["mask"] is not None:
-            strict = strict_bitmask(out.read(f"seg/a/masks/{entry['mask']}"))
+            strict = strict_bitmask(out.read(f"seg/a.json@/masks/{entry['mask']}"))
             assert np.array_equal(strict, packed == int(entry["color"][1:], 16))
             written += 1
     assert written == (4 if width > 1 else 2)
@@ -114,7 +114,7 @@ def test_colour_pngs_of_regions_at_the_frame_edges(width: int) -> None:
 def test_index_masks_agree_with_coco(converted: Converted, rgba: np.ndarray) -> None:
     mode, out, doc = converted
     coco = load_coco(doc)
-    semantic, instances = png(out, "seg/a/masks/semantic.png"), png(out, "seg/a/masks/instances.png")
+    semantic, instances = png(out, "seg/a.json@/masks/semantic.png"), png(out, "seg/a.json@/masks/instances.png")
     assert instances.dtype == np.uint16 and semantic.shape == (H, W)
     packed = packed_of(rgba)
     for ann in doc["annotations"]:
@@ -137,24 +137,24 @@ def test_index_masks_agree_with_coco(converted: Converted, rgba: np.ndarray) -> 
 
 def test_holes_are_kept_in_rle(rgba: np.ndarray) -> None:
     out, _ = convert_pair(encode_png(rgba), legend_for(COLORS))
-    doc = json.loads(out.read("seg/a/coco.json"))
+    doc = json.loads(out.read("seg/a.json@/coco.json"))
     holed = [a for a in doc["annotations"] if isinstance(a["segmentation"], dict)
              and a["area"] < a["bbox"][2] * a["bbox"][3] * 0.7]
     assert holed, "the test mask has instances with holes"
     coco = load_coco(doc)
-    instances = png(out, "seg/a/masks/instances.png")
+    instances = png(out, "seg/a.json@/masks/instances.png")
     for ann in holed:
         assert np.array_equal(decode(coco, ann), instances == ann["id"])
 
 
 def test_report_and_legend_account_for_every_pixel(converted: Converted, rgba: np.ndarray) -> None:
     mode, out, doc = converted
-    report = json.loads(out.read("seg/a/report.json"))
+    report = json.loads(out.read("seg/a.json@/report.json"))
     stats = report["raster"]
     assert stats["regions"] == len(doc["annotations"])
     if mode != "rle":
         assert 0.95 <= stats["polygon_iou_min"] <= stats["polygon_iou_mean"] <= 1
-    legend = json.loads(out.read("seg/a/masks/legend.json"))
+    legend = json.loads(out.read("seg/a.json@/masks/legend.json"))
     colors = [e["color"] for e in legend["entries"]]
     assert len(colors) == len(set(colors)) == len(COLORS) + 1
     assert f"#{ABSENT:06x}" in colors
@@ -202,7 +202,7 @@ def test_auto_mode_emits_exact_polygons_for_one_component_without_holes() -> Non
     legend = {f"#{c:06x}": f"thing # {i}" for i, c in enumerate(SHAPES, start=1)}
     out, outcome = convert_pair(png_data.tobytes(), legend)
     assert outcome.status == "converted", outcome.reason
-    doc = json.loads(out.read("seg/a/coco.json"))
+    doc = json.loads(out.read("seg/a.json@/coco.json"))
     coco = load_coco(doc)
     packed = decode_mask(png_data.tobytes(), 10**6).packed
     for ann in doc["annotations"]:
@@ -211,7 +211,7 @@ def test_auto_mode_emits_exact_polygons_for_one_component_without_holes() -> Non
         assert type(ann["segmentation"]).__name__ == kind, what
         assert np.array_equal(decode(coco, ann), packed == color), what
         assert ann["area"] == int((packed == color).sum()), what
-    stats = json.loads(out.read("seg/a/report.json"))["raster"]
+    stats = json.loads(out.read("seg/a.json@/report.json"))["raster"]
     assert (stats["polygons"], stats["rle"]) == (3, 2)
     assert stats["polygon_iou_min"] == stats["polygon_iou_mean"] == 1.0
 
@@ -264,7 +264,7 @@ def test_alpha_zero_is_unlabeled() -> None:
     rgba[..., 1] = 255  # green everywhere
     rgba[:2, ..., 3] = 255  # but only the top half is opaque
     out, outcome = convert_pair(_png_bytes(rgba, "RGBA"), {"#00ff00": "grass"})
-    legend = json.loads(out.read("seg/a/masks/legend.json"))
+    legend = json.loads(out.read("seg/a.json@/masks/legend.json"))
     assert legend["entries"][0]["pixels"] == 8 and legend["unlabeled_pixels"] == 8
 
 
@@ -273,10 +273,10 @@ def test_mask_size_differing_from_the_image_is_reported() -> None:
     rgba[:, 10:] = (0, 255, 0, 255)
     out, outcome = convert_pair(_png_bytes(rgba, "RGBA"),
                                 {"legend": {"#00ff00": "grass"}, "width": 40, "height": 20})
-    report = json.loads(out.read("seg/a/report.json"))
+    report = json.loads(out.read("seg/a.json@/report.json"))
     assert "mask_size_differs" in [n["reason"] for n in report["notes"]]
     assert report["image"] == {"width": 40, "height": 20, "size_source": "explicit"}
-    assert png(out, "seg/a/masks/instances.png").shape == (20, 40)
+    assert png(out, "seg/a.json@/masks/instances.png").shape == (20, 40)
 
 
 def test_raster_pair_converts_once_whichever_half_arrives_last() -> None:

@@ -89,7 +89,7 @@ def is_output_name(name: str) -> bool:
     """Whether `name` has the shape of a gtcoco output (or of the registry)."""
     return (
         name == REGISTRY
-        or name.startswith(("_registry/", f"{LONG_NAMES}/"))
+        or name.startswith(f"{LONG_NAMES}/")
         or _OUTPUT.match(name) is not None
     )
 

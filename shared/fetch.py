@@ -27,6 +27,7 @@ from urllib.parse import urljoin, urlsplit
 import certifi
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.util.ssl_match_hostname import CertificateError
 
 from .errors import ConversionError, TooLargeError, TransientError
 from .storage import AccessDenied, NotFound, ObjectStore
@@ -185,7 +186,7 @@ class Fetcher:
                 raise ConversionError(
                     "url_unreachable", f"cannot connect to {host}: {exc}"
                 ) from None
-            except (ssl.SSLError, urllib3.exceptions.SSLError) as exc:
+            except (ssl.SSLError, urllib3.exceptions.SSLError, CertificateError) as exc:
                 if watchdog.fired:
                     raise watchdog.fault(url, exc) from exc
                 # A certificate that does not verify is the server's lasting property.

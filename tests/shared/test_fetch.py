@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import trustme
 from PIL import Image
 
 from shared.errors import ConversionError, TooLargeError, TransientError
 from shared.fetch import Fetcher, FetchPolicy, Resolver, UrlReader
 from shared.imagesize import size_from_chunks
-from tests.httpserver import CountingServer
+from tests.httpserver import Answer, CountingServer, Drip
 
 LOOPBACK_ONLY = (ipaddress.ip_network("127.0.0.1/32"),)
 HTTP = frozenset({"http", "https"})
@@ -154,3 +156,157 @@ def test_image_size_reads_only_the_header(fmt: str) -> None:
                                                                   chunk_size=4096), 4 << 20)
     assert (width, height) == (4000, 3000)
     assert consumed <= 64 * 1024 < len(body) // 100
+
+
+# IPv6 forms that carry a non-public IPv4 address, or are non-public themselves: Python's
+# `is_global` calls most of them global.
+EMBEDDED = [
+    "64:ff9b::a9fe:a9fe",  # NAT64 well-known prefix -> 169.254.169.254
+    "64:ff9b::7f00:1",  # NAT64 -> 127.0.0.1
+    "64:ff9b:1::a00:1",  # NAT64 local-use prefix (RFC 8215)
+    "2002:a9fe:a9fe::1",  # 6to4 -> 169.254.169.254
+    "2002:7f00:1::1",  # 6to4 -> 127.0.0.1
+    "::a00:1",  # IPv4-compatible ::10.0.0.1
+    "::ffff:0:a9fe:a9fe",  # IPv4-translated ::ffff:0:169.254.169.254
+    "::ffff:a9fe:a9fe",  # IPv4-mapped
+    "fec0::1",  # site-local
+    "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
+    "ff0e::1",  # global-scope multicast
+    "224.0.1.1",  # IPv4 multicast
+]
+
+
+@pytest.mark.parametrize("address", EMBEDDED)
+def test_ipv6_forms_embedding_non_public_addresses_are_refused(
+    victim: CountingServer, address: str
+) -> None:
+    fetcher = Fetcher(FetchPolicy(schemes=HTTP), resolver_to(address))
+    with pytest.raises(ConversionError, match="non-public address") as info:
+        next(fetcher.chunks(f"https://images.example.com:{victim.port}/"))
+    assert info.value.code == "url_refused"
+    assert victim.hits == []
+
+
+@pytest.mark.parametrize("address", [a for a in EMBEDDED if "7f00" not in a])
+def test_ipv6_embedded_forms_are_refused_after_a_redirect(address: str) -> None:
+    with CountingServer("127.0.0.1", {"/img": (302, {"Location": "http://evil.example/x"},
+                                               b"")}) as front:
+        def resolve(host: str, port: int) -> list[str]:
+            return [address]
+
+        # (Loopback is trusted here for the front server, so the forms that embed loopback
+        # are left to the test above.)
+        fetcher = Fetcher(FetchPolicy(schemes=HTTP, trusted_networks=LOOPBACK_ONLY), resolve)
+        with pytest.raises(ConversionError, match="non-public address"):
+            b"".join(fetcher.chunks(front.url("/img")))
+        assert front.hits == ["/img"]
+
+
+@pytest.mark.parametrize("address", ["2001:4860:4860::8888", "64:ff9b::808:808",
+                                     "2002:808:808::1", "::ffff:8.8.8.8", "8.8.8.8"])
+def test_public_addresses_and_forms_embedding_them_pass(address: str) -> None:
+    assert FetchPolicy().address_allowed(ipaddress.ip_address(address))
+
+
+def test_a_dripping_server_cannot_stretch_the_fetch_deadline() -> None:
+    """Each byte comes well within the socket timeout; only a wall-clock cap stops it."""
+    with CountingServer(routes={"/drip": Drip(size=60, interval=0.05)}) as server:
+        fetcher = Fetcher(FetchPolicy(schemes=HTTP, trusted_networks=LOOPBACK_ONLY,
+                                      timeout_s=0.5))
+        with pytest.raises(TransientError, match="took over"):
+            b"".join(fetcher.chunks(server.url("/drip"), chunk_size=1))
+        assert server.bytes_sent < 60
+
+
+def test_redirects_are_capped() -> None:
+    routes: dict[str, Answer | Callable[[], Answer] | Drip] = {
+        f"/{i}": (302, {"Location": f"/{i + 1}"}, b"") for i in range(5)}
+    routes["/5"] = (200, {}, b"end")
+    with CountingServer(routes=routes) as server:
+        capped = Fetcher(FetchPolicy(schemes=HTTP, trusted_networks=LOOPBACK_ONLY,
+                                     max_redirects=3))
+        with pytest.raises(ConversionError, match="more than 3 redirects"):
+            b"".join(capped.chunks(server.url("/0")))
+        assert server.hits == ["/0", "/1", "/2", "/3"]
+        wide = Fetcher(FetchPolicy(schemes=HTTP, trusted_networks=LOOPBACK_ONLY,
+                                   max_redirects=5))
+        assert b"".join(wide.chunks(server.url("/0"))) == b"end"
+
+
+@pytest.mark.parametrize(("host", "allowed"), [
+    ("a.example.com", True), ("deep.a.example.com", True), ("cdn.other.org", True),
+    ("evilexample.com", False), ("example.com.evil.net", False), ("other.org", False),
+    ("A.EXAMPLE.COM.", True),
+])
+def test_suffix_allow_list_matches_whole_labels(host: str, allowed: bool) -> None:
+    policy = FetchPolicy(allow_hosts=(".example.com", "cdn.other.org"))
+    assert policy.host_allowed(host) is allowed
+
+
+def test_gs_urls_name_only_allowed_buckets() -> None:
+    from shared.config import Config
+    from shared.runtime import fetch_policy
+    from shared.storage import MemoryStore
+
+    stores = {b: MemoryStore(b) for b in ("in", "shared-masks", "other")}
+    for store in stores.values():
+        store.write("m.png", b"\x89PNG", "image/png")
+    opened: list[str] = []
+
+    def open_bucket(bucket: str) -> MemoryStore:
+        opened.append(bucket)
+        return stores[bucket]
+
+    config = Config(input_bucket="in", fetch_allow_hosts=("gs://shared-masks",))
+    reader = UrlReader(Fetcher(fetch_policy(config)), open_bucket)
+    assert reader.read_all("gs://in/m.png") == b"\x89PNG"
+    assert reader.read_all("gs://shared-masks/m.png") == b"\x89PNG"
+    with pytest.raises(ConversionError, match="not in the allow-list") as info:
+        reader.read_all("gs://other/m.png")
+    assert info.value.code == "url_refused"
+    assert opened == ["in", "shared-masks"]
+    default = UrlReader(Fetcher(fetch_policy(Config(input_bucket="in"))), open_bucket)
+    with pytest.raises(ConversionError, match="not in the allow-list"):
+        default.read_all("gs://shared-masks/m.png")
+    with pytest.raises(ConversionError, match="no such object") as missing:
+        default.read_all("gs://in/absent.png")
+    assert missing.value.code == "url_unreachable"
+
+
+@pytest.fixture(scope="module")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def _tls_server(ca: trustme.CA, *names: str) -> CountingServer:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*names).configure_cert(context)
+    return CountingServer(routes={"/img": (200, {}, b"over tls")}, tls=context)
+
+
+def _https_fetcher(ca_file: str | None) -> Fetcher:
+    policy = FetchPolicy(trusted_networks=LOOPBACK_ONLY, ca_certs=ca_file)
+    return Fetcher(policy, resolver_to("127.0.0.1"))
+
+
+def test_https_verifies_the_certificate_and_its_name(tls_ca: trustme.CA, tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(ca_file))
+    with _tls_server(tls_ca, "images.example.com") as server:
+        url = server.url("/img", host="images.example.com")
+        assert b"".join(_https_fetcher(str(ca_file)).chunks(url)) == b"over tls"
+        # The same server under another name: the certificate does not cover it.
+        with pytest.raises(ConversionError, match="TLS failure") as wrong_name:
+            b"".join(_https_fetcher(str(ca_file)).chunks(server.url("/img", host="other.example")))
+        assert wrong_name.value.code == "url_unreachable"
+        # Public CAs only (production): a certificate from an unknown CA is refused.
+        with pytest.raises(ConversionError, match="TLS failure"):
+            b"".join(_https_fetcher(None).chunks(url))
+        assert server.hits == ["/img"]
+
+
+def test_plain_http_can_be_turned_off(victim: CountingServer) -> None:
+    policy = FetchPolicy(schemes=frozenset({"https"}), trusted_networks=LOOPBACK_ONLY)
+    with pytest.raises(ConversionError, match="scheme 'http'"):
+        next(Fetcher(policy).chunks(victim.url()))
+    assert victim.hits == []

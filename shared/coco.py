@@ -6,6 +6,8 @@ COCO evaluation computes for the segmentation.
 
 from __future__ import annotations
 
+import math
+
 import posixpath
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -83,19 +85,14 @@ def _to_pixels(shape: Shape, size: ImageSize) -> tuple[list[Pixel], int]:
     return [(round_coord(x), round_coord(y)) for x, y in pixels], clipped
 
 
-def check_raster_work(
+def polygon_area(
     flat: Sequence[float], width: int, height: int, limits: Limits, pointer: str
-) -> None:
-    """Refuse what pycocotools cannot rasterise safely: it indexes the frame in 32 bits
-    (a larger frame corrupts memory) and walks every edge pixel by pixel (at 5x), so a
-    zig-zag of long edges costs memory and time without bound."""
-    if width * height > limits.max_mask_pixels:
-        raise TooLargeError(
-            "image_too_large",
-            f"a polygon is rasterised on the {width}x{height} image = {width * height} "
-            f"pixels, limit {limits.max_mask_pixels} (GTCOCO_MAX_MASK_PIXELS)",
-            pointer,
-        )
+) -> float:
+    """The pixel area pycocotools gives the polygon on a `width` x `height` frame, bounded
+    whatever the export declares.  pycocotools indexes the frame in 32 bits (a larger frame
+    corrupts memory) and walks every edge pixel by pixel (at 5x): so the walk is capped, and
+    on a frame over the pixel limit the polygon is rasterised in its own bounding box, shifted
+    by whole pixels (the same pixels, hence the same area)."""
     ring = np.asarray(flat, dtype=np.float64).reshape(-1, 2)
     steps = float(np.abs(ring - np.roll(ring, 1, axis=0)).max(axis=1).sum())
     if steps > limits.max_raster_work:
@@ -105,10 +102,22 @@ def check_raster_work(
             "(GTCOCO_MAX_RASTER_WORK)",
             pointer_join(pointer, "points"),
         )
-
-
-def polygon_area(flat: Sequence[float], width: int, height: int) -> float:
-    rles = mask_utils.frPyObjects([list(flat)], height, width)
+    coords = list(flat)
+    if width * height > limits.max_mask_pixels:
+        ox = max(0, math.floor(float(ring[:, 0].min())))
+        oy = max(0, math.floor(float(ring[:, 1].min())))
+        box_w = max(1, min(width - ox, math.ceil(float(ring[:, 0].max())) - ox + 1))
+        box_h = max(1, min(height - oy, math.ceil(float(ring[:, 1].max())) - oy + 1))
+        if box_w * box_h > limits.max_mask_pixels:
+            raise TooLargeError(
+                "shape_too_large",
+                f"the polygon spans {box_w}x{box_h} = {box_w * box_h} pixels, limit "
+                f"{limits.max_mask_pixels} (GTCOCO_MAX_MASK_PIXELS)",
+                pointer,
+            )
+        coords = (ring - (ox, oy)).ravel().tolist()
+        width, height = box_w, box_h
+    rles = mask_utils.frPyObjects([coords], height, width)
     return float(mask_utils.area(mask_utils.merge(rles)))
 
 
@@ -224,10 +233,9 @@ class CocoBuilder:
         if self.options.rect_as_polygon:
             segmentation = [[x, y, x + w, y, x + w, y + h, x, y + h]]
         if segmentation:
-            check_raster_work(
+            area = polygon_area(
                 segmentation[0], self.size.width, self.size.height, self.limits, shape.pointer
             )
-            area = polygon_area(segmentation[0], self.size.width, self.size.height)
         else:
             area = round_coord(w * h)
         self.add_annotation(
@@ -246,8 +254,7 @@ class CocoBuilder:
                 shape, "too_few_points", f"{len(set(ring))} distinct point(s) after clipping"
             )
         flat = [c for p in ring for c in p]
-        check_raster_work(flat, self.size.width, self.size.height, self.limits, shape.pointer)
-        area = polygon_area(flat, self.size.width, self.size.height)
+        area = polygon_area(flat, self.size.width, self.size.height, self.limits, shape.pointer)
         if area <= 0:
             return self._drop(shape, "zero_area", "the polygon covers no pixel")
         self._note_clipped(shape, clipped)

@@ -7,7 +7,6 @@ COCO evaluation computes for the segmentation.
 from __future__ import annotations
 
 import math
-
 import posixpath
 from collections import Counter
 from collections.abc import Mapping, Sequence

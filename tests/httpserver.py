@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,9 +23,9 @@ class Drip:
 
 class CountingServer:
     def __init__(self, host: str = "127.0.0.1",
-                 routes: dict[str, Answer | Callable[[], Answer] | Drip] | None = None,
+                 routes: Mapping[str, Answer | Callable[[], Answer] | Drip] | None = None,
                  tls: ssl.SSLContext | None = None) -> None:
-        self.routes = routes or {}
+        self.routes = dict(routes or {})
         self.hits: list[str] = []
         self.bytes_sent = 0
         self.scheme = "https" if tls else "http"

@@ -15,7 +15,7 @@ from shared.runtime import build_pipeline
 from shared.storage import MemoryStore
 
 # Characters that matter to the layout, and a few that do not.
-ALPHABET = st.sampled_from(list("./%@~_-aAF2é") + ["\x00", "\u2028", " "])
+ALPHABET = st.sampled_from([*"./%@~_-aAF2é", "\x00", "\u2028", " "])
 NASTY = ["..", ".", "", "%2F", "a%2Fb", "coco.json", "report.json", "error.json", "lock.json",
          "jobs", "masks", "_registry", "~long", "~0", "a@", "@", "~", "x.json@", ".hidden"]
 segment = st.one_of(st.sampled_from(NASTY), st.text(ALPHABET, max_size=6))

@@ -47,9 +47,11 @@ def api(request: flask.Request) -> flask.Response:
     """`POST /convert` (export in, COCO out) and `POST /process` (re-run the trigger)."""
     body = read_body(request, SERVICE.config.limits.max_json_bytes)
     status, answer = SERVICE.handle_http(request.method, request.path, request.content_type, body)
-    response = flask.Response(
-        json.dumps(answer, sort_keys=True), status=status, mimetype="application/json"
-    )
+    payload = json.dumps(answer, sort_keys=True)
     if body is None:
-        response.headers["Connection"] = "close"  # the rest of the body is never read
-    return response
+        # The rest of the body is never read: functions-framework reads the whole request
+        # after a plain response (its `read_request` hook) but not after a streamed one.
+        response = flask.Response(iter([payload]), status=status, mimetype="application/json")
+        response.headers["Connection"] = "close"
+        return response
+    return flask.Response(payload, status=status, mimetype="application/json")

@@ -150,8 +150,9 @@ def convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 info.metadata if info else {},
             )
             outcome = pipelines[id(store)].process(ref)
-        except (GtcocoError, AccessDenied, ValueError) as exc:
-            # One input's failure (a retryable fault, a refused name) never stops the rest.
+        except (GtcocoError, AccessDenied, ValueError, OSError) as exc:
+            # One input's failure (a retryable fault, a refused name, an unreadable file)
+            # never stops the rest.
             outcome = Outcome("failed", key_for(name), f"{type(exc).__name__}: {exc}")
         tally[outcome.status] += 1
         written += len(outcome.outputs)
@@ -200,7 +201,7 @@ def main(
         return EXIT_USAGE if exc.code else EXIT_OK
     try:
         return convert(args, out, err)
-    except (ValueError, GtcocoError, AccessDenied) as exc:
+    except (ValueError, GtcocoError, AccessDenied, OSError) as exc:
         err.write(f"gtcoco: {getattr(exc, 'message', exc)}\n")
         return EXIT_USAGE
 

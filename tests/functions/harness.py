@@ -83,6 +83,28 @@ def function_env(emulator: str, input_bucket: str, output_bucket: str, **extra: 
     return env
 
 
+# The process behind each running function URL (tests read its memory from /proc).
+PROCESSES: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def tree_peak_rss_kib(pid: int) -> int:
+    """The largest peak resident size (VmHWM) among a process and its descendants."""
+    peak = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peak = max(peak, int(line.split()[1]))
+        pending += [int(c) for c in children]
+    return peak
+
+
 @contextmanager
 def function_server(target: str, signature: str, env: dict[str, str],
                     source: Path = ROOT / "functions" / "main.py",
@@ -94,10 +116,13 @@ def function_server(target: str, signature: str, env: dict[str, str],
          "--signature-type", signature, "--host", "127.0.0.1", "--port", str(port)],
         env=env, cwd=source.parent, stdout=log_file or subprocess.DEVNULL,
         stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
     try:
         wait_for_port(port, process)
-        yield f"http://127.0.0.1:{port}"
+        PROCESSES[url] = process
+        yield url
     finally:
+        PROCESSES.pop(url, None)
         process.terminate()
         try:
             process.wait(timeout=10)
@@ -122,11 +147,15 @@ def object_data(bucket: str, name: str, generation: int, size: int,
     return data
 
 
-def post_event(url: str, data: dict[str, Any], mode: str = "binary",
-               event_time: str | None = None, event_id: str | None = None) -> requests.Response:
+def post_event(url: str, data: Any, mode: str = "binary",
+               event_time: str | None = None, event_id: str | None = None,
+               subject: tuple[str, str] | None = None) -> requests.Response:
+    """A CloudEvent as Eventarc posts it; `subject` (bucket, name) names the object in the
+    attributes when `data` does not (malformed data)."""
+    bucket, name = subject or (data["bucket"], data["name"])
     attrs = {"id": event_id or uuid.uuid4().hex, "specversion": "1.0", "type": FINALIZED,
-             "source": f"//storage.googleapis.com/projects/_/buckets/{data['bucket']}",
-             "subject": f"objects/{data['name']}",
+             "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+             "subject": f"objects/{name}",
              "time": event_time or datetime.now(UTC).isoformat().replace("+00:00", "Z")}
     if mode == "binary":
         headers = {f"ce-{k}": v for k, v in attrs.items()}
@@ -164,6 +193,7 @@ class FaultProxy:
         self.upstream = upstream.removeprefix("http://")
         self.match, self.remaining, self.injected = "", 0, 0
         self.writes: list[tuple[str, str]] = []  # ("upload" | "delete", object name)
+        self.denied: list[str] = []  # answer 403 to any request whose path holds one of these
         self.lock = threading.Lock()
         outer = self
 
@@ -173,6 +203,14 @@ class FaultProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if any(d in self.path for d in outer.denied):
+                    payload = b'{"error": {"code": 403, "message": "injected: forbidden"}}'
+                    self.send_response(403)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 if outer._should_fail(self.command, self.path, body):
                     payload = b'{"error": {"code": 503, "message": "injected"}}'
                     self.send_response(503)

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +68,64 @@ def test_local_image_header_gives_the_size(tmp_path: Path) -> None:
     assert run("convert", str(tmp_path / "a.json"), "--out", str(tmp_path / "o"))[0] == 0
     report = json.loads((tmp_path / "o" / "a.json@" / "report.json").read_text())
     assert report["image"] == {"width": 64, "height": 48, "size_source": "header"}
+
+
+def test_out_pointing_at_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(json.dumps(JOB))
+    (tmp_path / "file").write_text("x")
+    code, _, err = run("convert", str(tmp_path / "a.json"), "--out", str(tmp_path / "file"))
+    assert code == 2 and "is a file" in err and "Traceback" not in err
+
+
+def test_batch_jobs_named_like_outputs_or_paths_stay_in_their_folder(tmp_path: Path) -> None:
+    refs = ["report.json", "../../escape", "a/b", "coco.json", "%2F", ".."]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "batch.json").write_text(json.dumps([JOB | {"reference_id": r}
+                                                             for r in refs]))
+    (tmp_path / "in" / "report.json").write_text(json.dumps(JOB))
+    code, out, err = run("convert", str(tmp_path / "in"), "--out", str(tmp_path / "out"))
+    assert code == 0, out + err
+    made = sorted(p.relative_to(tmp_path / "out").as_posix()
+                  for p in (tmp_path / "out").rglob("*") if p.is_file()
+                  and not p.name.startswith("."))
+    batch = [m for m in made if m.startswith("batch.json@/")]
+    assert len([m for m in batch if m.endswith("/coco.json")]) == len(refs)
+    assert set(made) - set(batch) == {"_registry/categories.json", "report.json@/coco.json",
+                                      "report.json@/report.json"}
+    assert not (tmp_path / "escape").exists()
+
+
+def test_an_input_name_too_long_for_its_outputs_fails_alone(tmp_path: Path) -> None:
+    deep = tmp_path / "in" / "/".join(["d" * 200] * 5)
+    deep.mkdir(parents=True)
+    (deep / "long.json").write_text(json.dumps(JOB))
+    (tmp_path / "in" / "short.json").write_text(json.dumps(JOB))
+    code, out, err = run("convert", str(tmp_path / "in"), "--out", str(tmp_path / "out"))
+    assert code == 1 and "Traceback" not in err
+    assert "name_too_long" in out and "1 converted, 1 failed" in out
+    (error,) = (tmp_path / "out" / "~long").rglob("error.json")
+    assert json.loads(error.read_text())["error"]["code"] == "name_too_long"
+
+
+def test_an_unreadable_input_fails_alone(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "ok.json").write_text(json.dumps(JOB))
+    (tmp_path / "in" / "dangling.json").symlink_to(tmp_path / "nowhere.json")
+    (tmp_path / "in" / "folder.json").mkdir()
+    code, out, err = run("convert", str(tmp_path / "in"), "--out", str(tmp_path / "out"))
+    assert "Traceback" not in err
+    assert (tmp_path / "out" / "ok.json@" / "coco.json").exists()
+    assert code in {0, 1}
+
+
+def test_gs_sources_without_credentials_say_so(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GOOGLE_", "CLOUDSDK_", "STORAGE_EMULATOR"))}
+    env |= {"HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+            "NO_GCE_CHECK": "true", "GCE_METADATA_HOST": "127.0.0.1:9",
+            "GCE_METADATA_IP": "127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-m", "shared.cli", "convert", "gs://some-bucket/x/",
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                            env=env, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "credentials" in result.stderr.lower() and "Traceback" not in result.stderr

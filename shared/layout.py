@@ -87,11 +87,7 @@ def fits(prefix: str, longest: str = LONGEST_FILE) -> bool:
 
 def is_output_name(name: str) -> bool:
     """Whether `name` has the shape of a gtcoco output (or of the registry)."""
-    return (
-        name == REGISTRY
-        or name.startswith(f"{LONG_NAMES}/")
-        or _OUTPUT.match(name) is not None
-    )
+    return name == REGISTRY or name.startswith(f"{LONG_NAMES}/") or _OUTPUT.match(name) is not None
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,9 @@ def test_our_own_bucket_refusing_us_is_a_retried_configuration_fault(
 
 
 def test_process_names_what_is_wrong_with_a_request(gcs: Gcs, api: str) -> None:
-    post = lambda body: requests.post(f"{api}/process", json=body, timeout=60)  # noqa: E731
+    def post(body: dict[str, Any]) -> requests.Response:
+        return requests.post(f"{api}/process", json=body, timeout=60)
+
     assert post({"bucket": IN, "name": "absent.json"}).status_code == 404
     bad_generation = post({"bucket": IN, "name": "absent.json", "generation": "x"})
     assert bad_generation.status_code in {400, 404}

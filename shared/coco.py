@@ -84,14 +84,24 @@ def _to_pixels(shape: Shape, size: ImageSize) -> tuple[list[Pixel], int]:
     return [(round_coord(x), round_coord(y)) for x, y in pixels], clipped
 
 
+# pycocotools indexes the frame in 32 bits: on a larger one it corrupts memory.
+FRAME_LIMIT = 2**31 - 1
+
+
 def polygon_area(
-    flat: Sequence[float], width: int, height: int, limits: Limits, pointer: str
+    flat: Sequence[float],
+    width: int,
+    height: int,
+    limits: Limits,
+    pointer: str,
+    frame_limit: int = FRAME_LIMIT,
 ) -> float:
     """The pixel area pycocotools gives the polygon on a `width` x `height` frame, bounded
-    whatever the export declares.  pycocotools indexes the frame in 32 bits (a larger frame
-    corrupts memory) and walks every edge pixel by pixel (at 5x): so the walk is capped, and
-    on a frame over the pixel limit the polygon is rasterised in its own bounding box, shifted
-    by whole pixels (the same pixels, hence the same area)."""
+    whatever the export declares.  pycocotools walks every edge pixel by pixel (at 5x), so
+    the walk is capped; its cost does not depend on the frame's area, but its indexes do: on
+    a frame past `frame_limit` the polygon is rasterised in its own bounding box instead
+    (shifted by whole pixels: the same area up to the rounding of the shifted coordinates,
+    about a pixel per vertex; no exact reference exists there, pycocotools cannot run)."""
     ring = np.asarray(flat, dtype=np.float64).reshape(-1, 2)
     steps = float(np.abs(ring - np.roll(ring, 1, axis=0)).max(axis=1).sum())
     if steps > limits.max_raster_work:
@@ -102,16 +112,16 @@ def polygon_area(
             pointer_join(pointer, "points"),
         )
     coords = list(flat)
-    if width * height > limits.max_mask_pixels:
+    if width * height > frame_limit:
         ox = max(0, math.floor(float(ring[:, 0].min())))
         oy = max(0, math.floor(float(ring[:, 1].min())))
         box_w = max(1, min(width - ox, math.ceil(float(ring[:, 0].max())) - ox + 1))
         box_h = max(1, min(height - oy, math.ceil(float(ring[:, 1].max())) - oy + 1))
-        if box_w * box_h > limits.max_mask_pixels:
+        if box_w * box_h > frame_limit:
             raise TooLargeError(
                 "shape_too_large",
-                f"the polygon spans {box_w}x{box_h} = {box_w * box_h} pixels, limit "
-                f"{limits.max_mask_pixels} (GTCOCO_MAX_MASK_PIXELS)",
+                f"the polygon spans {box_w}x{box_h} = {box_w * box_h} pixels, more than "
+                f"the {frame_limit} pycocotools can index",
                 pointer,
             )
         coords = (ring - (ox, oy)).ravel().tolist()

@@ -194,6 +194,7 @@ class FaultProxy:
         self.match, self.remaining, self.injected = "", 0, 0
         self.writes: list[tuple[str, str]] = []  # ("upload" | "delete", object name)
         self.denied: list[str] = []  # answer 403 to any request whose path holds one of these
+        self.unavailable: list[str] = []  # answer 503 to those (reads included)
         self.lock = threading.Lock()
         outer = self
 
@@ -203,9 +204,13 @@ class FaultProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                if any(d in self.path for d in outer.denied):
-                    payload = b'{"error": {"code": 403, "message": "injected: forbidden"}}'
-                    self.send_response(403)
+                refusal = next((code for code, paths in ((403, outer.denied),
+                                                         (503, outer.unavailable))
+                                if any(p in self.path for p in paths)), None)
+                if refusal is not None:
+                    payload = json.dumps({"error": {"code": refusal,
+                                                    "message": "injected"}}).encode()
+                    self.send_response(refusal)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()

@@ -201,3 +201,18 @@ def test_process_names_what_is_wrong_with_a_request(gcs: Gcs, api: str) -> None:
     assert post({"bucket": IN, "name": ["x"]}).status_code == 400
     stale = post({"bucket": IN, "name": "proc/a.json", "generation": "1"})
     assert stale.status_code == 200 and stale.json()["status"] == "skipped"
+
+
+def test_read_retries_end_at_the_configured_deadline(
+    gcs: Gcs, trigger: Trigger, proxy: FaultProxy
+) -> None:
+    """Reads of the input answering 503: the function gives up within its 5 s budget and
+    answers 500 (the platform retries), instead of the client's default 120 s per read."""
+    data = upload(gcs[1], "slow/read.json", json.dumps(job()).encode())
+    proxy.unavailable.append("slow%2Fread.json")
+    try:
+        response = post_event(trigger[0], data)  # gives up after 120 s itself
+    finally:
+        proxy.unavailable.remove("slow%2Fread.json")
+    assert response.status_code == 500
+    assert post_event(trigger[0], data).status_code == 200

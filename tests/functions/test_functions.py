@@ -213,3 +213,4 @@ def test_cli_reads_and_writes_gs(gcs: Gcs, tmp_path: Path) -> None:
                             timeout=120, check=False, env=function_env(gcs[0], IN, OUT))
     assert result.returncode == 0, result.stderr
     load_coco(outputs(client, "from-cli/cli/a.json@/")["from-cli/cli/a.json@/coco.json"])
+

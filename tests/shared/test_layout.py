@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +13,7 @@ from shared import layout
 from shared.config import Config
 from shared.pipeline import Outcome, SourceRef, skip_reason
 from shared.runtime import build_pipeline
-from shared.storage import MemoryStore
+from shared.storage import LocalStore, MemoryStore, ObjectStore
 
 # Characters that matter to the layout, and a few that do not.
 ALPHABET = st.sampled_from([*"./%@~_-aAF2é", "\x00", "\u2028", " "])
@@ -65,7 +66,7 @@ def _job(label: str, ref: str | None = None) -> dict[str, Any]:
     return doc
 
 
-def _convert(source: MemoryStore, out: MemoryStore, name: str, doc: Any) -> Outcome:
+def _convert(source: MemoryStore, out: ObjectStore, name: str, doc: Any) -> Outcome:
     if name.lower().endswith(".jsonl"):
         data = "\n".join(json.dumps(d) for d in (doc if isinstance(doc, list) else [doc])).encode()
     else:
@@ -125,3 +126,14 @@ def test_a_reference_id_too_long_fails_that_job_alone() -> None:
     assert [e["error"]["code"] for e in outcome.errors] == ["name_too_long"]
     assert "b.json@/jobs/~1/error.json" in out.list("b.json@/")
     assert all(len(n.encode()) <= layout.MAX_NAME_BYTES for n in out.list(""))
+
+
+def test_bucket_names_with_dot_segments_stay_inside_a_local_out_folder(tmp_path: Path) -> None:
+    """What `gtcoco convert gs://... --out <folder>` does with an object named with `..`
+    (legal in a bucket): its outputs stay in the folder, under encoded segments."""
+    source, out = MemoryStore("in"), LocalStore(tmp_path / "inside" / "out")
+    outcome = _convert(source, out, "dots/a/../../escape.json", _job("x"))
+    assert outcome.status == "converted", outcome.reason
+    assert (tmp_path / "inside/out/dots/a/%2E./%2E./escape.json@/coco.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inside"]
+    assert sorted(p.name for p in (tmp_path / "inside").iterdir()) == ["out"]

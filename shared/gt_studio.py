@@ -88,6 +88,7 @@ class RasterSpec:
 class Frame:
     frame_id: str
     src: str | None
+    pointer: str = ""  # of the frame's `src`
 
 
 @dataclass(frozen=True)
@@ -362,7 +363,13 @@ def _parse_frames(build: Mapping[str, Any], pointer: str) -> list[Frame]:
         if not isinstance(frame, dict) or _str_or_none(frame.get("frame_id")) is None:
             raise ConversionError("invalid_type", "a frame needs a frame_id", pointer_join(ptr, i))
         src = frame.get("src")
-        out.append(Frame(str(frame["frame_id"]), src if isinstance(src, str) else None))
+        out.append(
+            Frame(
+                str(frame["frame_id"]),
+                src if isinstance(src, str) else None,
+                pointer_join(ptr, i, "src"),
+            )
+        )
     return out
 
 

@@ -168,16 +168,17 @@ class Converter:
             return ImageSize(mask_size[0], mask_size[1], "mask")
         failures = []
         urls = [
-            (u, k)
-            for u, k in (
+            (u, key, pointer_join(job.pointer, key))
+            for u, key in (
                 (job.image_url_original, "image_url_original"),
                 (job.image_url, "image_url"),
             )
             if u
         ]
-        if job.frames and job.frames[0].src:
-            urls.append((job.frames[0].src, "video_data/frames/0/src"))
-        for url, key in urls:
+        first_frame = job.frames[0] if job.frames else None
+        if first_frame is not None and first_frame.src:
+            urls.append((first_frame.src, "video_data/frames/0/src", first_frame.pointer))
+        for url, key, _ in urls:
             try:
                 w, h, _ = size_from_chunks(
                     self.reader.chunks(url, relative_to), self.limits.header_max_bytes
@@ -189,7 +190,7 @@ class Converter:
         raise ConversionError(
             "image_size_unavailable",
             f"cannot learn the image size ({detail})",
-            pointer_join(job.pointer, urls[0][1] if urls else "image_url"),
+            urls[0][2] if urls else pointer_join(job.pointer, "image_url"),
         )
 
     def convert(

@@ -74,6 +74,10 @@ CASES = [
     ("no_size.json", json.dumps({k: v for k, v in GOOD.items() if k not in {"width", "height"}}
                                 | {"image_url": "http://10.0.0.1/x.jpg"}).encode(), "no_size",
      "image_size_unavailable", "/image_url"),
+    ("video_no_size.json", json.dumps({"video_data": {"frames": [
+        {"src": "http://10.0.0.1/f0.jpg", "frame_id": "0"}]}, "maker_response": {
+            "video2d": {"data": {"annotations": []}}}}).encode(), "video_no_size",
+     "image_size_unavailable", "/video_data/frames/0/src"),
     ("landmark_label.json", json.dumps({"image_url": "u", "width": 9, "height": 9,
                                         "maker_response": {"landmarks": {"data": [{
                                             "label": "f", "points": {"p1": {

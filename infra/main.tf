@@ -53,6 +53,7 @@ locals {
     GTCOCO_FETCH_MAX_BYTES          = tostring(var.conversion.fetch_max_bytes)
     GTCOCO_FETCH_TIMEOUT_S          = tostring(var.conversion.fetch_timeout_s)
     GTCOCO_FETCH_ALLOW_HOSTS        = join(",", var.conversion.fetch_allow_hosts)
+    GTCOCO_FETCH_HTTPS_ONLY         = tostring(var.conversion.fetch_https_only)
     GTCOCO_MAX_EVENT_AGE_S          = tostring(var.conversion.max_event_age_s)
     GTCOCO_STORAGE_RETRY_DEADLINE_S = tostring(var.conversion.storage_retry_deadline_s)
     GTCOCO_MAX_LABEL_CHARS          = tostring(var.conversion.max_label_chars)

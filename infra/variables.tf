@@ -91,6 +91,7 @@ variable "conversion" {
     fetch_max_bytes          = optional(number, 268435456)
     fetch_timeout_s          = optional(number, 30)
     fetch_allow_hosts        = optional(list(string), [])
+    fetch_https_only         = optional(bool, false)
     max_event_age_s          = optional(number, 21600)
     storage_retry_deadline_s = optional(number, 60)
     max_label_chars          = optional(number, 256)

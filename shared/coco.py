@@ -141,8 +141,10 @@ class CocoBuilder:
         options: Options,
         key: str,
         limits: Limits | None = None,
+        frame_sizes: Mapping[str, ImageSize] | None = None,
     ) -> None:
         self.job, self.size, self.ids, self.options = job, size, category_ids, options
+        self.frame_sizes: Mapping[str, ImageSize] = frame_sizes or {}
         self.limits = limits or Limits()
         self.annotations: list[dict[str, Any]] = []
         self.used: dict[str, int] = {}
@@ -163,6 +165,8 @@ class CocoBuilder:
             return [
                 {
                     **base,
+                    "width": self.frame_sizes.get(f.frame_id, self.size).width,
+                    "height": self.frame_sizes.get(f.frame_id, self.size).height,
                     "id": i,
                     "frame_id": f.frame_id,
                     "image_url": f.src,
@@ -172,6 +176,12 @@ class CocoBuilder:
                 for i, f in enumerate(self.job.frames, start=1)
             ]
         return [{**base, "id": 1, "file_name": file_name_for(self.job, key)}]
+
+    def _size(self, shape: Shape) -> ImageSize:
+        """The size of the image the shape is on: its frame's own, else the job's."""
+        if shape.frame is not None and shape.frame in self.frame_sizes:
+            return self.frame_sizes[shape.frame]
+        return self.size
 
     def _image_id(self, shape: Shape) -> int:
         if shape.frame is None:
@@ -230,7 +240,8 @@ class CocoBuilder:
         self.notes.append(Note("dropped", reason, shape.pointer, detail))
 
     def _rectangle(self, shape: Shape) -> None:
-        pts, clipped = _to_pixels(shape, self.size)
+        size = self._size(shape)
+        pts, clipped = _to_pixels(shape, size)
         if len(pts) < 2:
             return self._drop(shape, "too_few_points", f"{len(pts)} corner(s)")
         box = [round_coord(v) for v in bbox_of(pts)]
@@ -243,7 +254,7 @@ class CocoBuilder:
             segmentation = [[x, y, x + w, y, x + w, y + h, x, y + h]]
         if segmentation:
             area = polygon_area(
-                segmentation[0], self.size.width, self.size.height, self.limits, shape.pointer
+                segmentation[0], size.width, size.height, self.limits, shape.pointer
             )
         else:
             area = round_coord(w * h)
@@ -254,7 +265,8 @@ class CocoBuilder:
         self.counts["rectangles"] += 1
 
     def _polygon(self, shape: Shape) -> None:
-        pts, clipped = _to_pixels(shape, self.size)
+        size = self._size(shape)
+        pts, clipped = _to_pixels(shape, size)
         ring = [p for i, p in enumerate(pts) if i == 0 or p != pts[i - 1]]
         if len(ring) > 1 and ring[0] == ring[-1]:
             ring.pop()
@@ -263,7 +275,7 @@ class CocoBuilder:
                 shape, "too_few_points", f"{len(set(ring))} distinct point(s) after clipping"
             )
         flat = [c for p in ring for c in p]
-        area = polygon_area(flat, self.size.width, self.size.height, self.limits, shape.pointer)
+        area = polygon_area(flat, size.width, size.height, self.limits, shape.pointer)
         if area <= 0:
             return self._drop(shape, "zero_area", "the polygon covers no pixel")
         self._note_clipped(shape, clipped)
@@ -274,7 +286,8 @@ class CocoBuilder:
         self.counts["polygons"] += 1
 
     def _landmark(self, shape: Shape) -> None:
-        pts, clipped = _to_pixels(shape, self.size)
+        size = self._size(shape)
+        pts, clipped = _to_pixels(shape, size)
         names, skeleton = self.keypoints.get(shape.label, ([], []))
         count = max([len(names), *shape.keypoint_ids])
         names = [str(i) for i in range(1, count + 1)]
@@ -306,7 +319,8 @@ class CocoBuilder:
         self.counts["landmarks"] += 1
 
     def _extra(self, shape: Shape) -> None:
-        pts, clipped = _to_pixels(shape, self.size)
+        size = self._size(shape)
+        pts, clipped = _to_pixels(shape, size)
         self._note_clipped(shape, clipped)
         group = f"{shape.kind}s"
         key = shape.gt_id or f"{shape.kind}-{self.counts[f'input_{group}']}"
@@ -368,9 +382,11 @@ def convert_vector_job(
     options: Options,
     key: str,
     limits: Limits | None = None,
+    frame_sizes: Mapping[str, ImageSize] | None = None,
 ) -> CocoBuilder:
-    """Add every vector shape of the job; the caller may add raster regions, then `finish()`."""
-    builder = CocoBuilder(job, size, category_ids, options, key, limits)
+    """Add every vector shape of the job; the caller may add raster regions, then `finish()`.
+    `frame_sizes`: each frame's own size, for a job of frames."""
+    builder = CocoBuilder(job, size, category_ids, options, key, limits, frame_sizes)
     for shape in job.shapes:
         builder.add_shape(shape)
     return builder

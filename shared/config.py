@@ -97,6 +97,7 @@ class Config:
     categories_seed: str = ""
     max_event_age_s: int = 6 * 3600
     fetch_allow_hosts: tuple[str, ...] = ()
+    fetch_https_only: bool = False  # real exports use plain-http CDN URLs
     # Longer than any function's timeout: a writer that died holding it blocks no one longer.
     lock_lease_s: int = 900
     storage_retry_deadline_s: float = 60.0
@@ -135,6 +136,7 @@ class Config:
             categories_seed=env.get("GTCOCO_CATEGORIES", "").strip(),
             max_event_age_s=_int(env, "GTCOCO_MAX_EVENT_AGE_S", 6 * 3600),
             fetch_allow_hosts=_list(env, "GTCOCO_FETCH_ALLOW_HOSTS"),
+            fetch_https_only=_bool(env, "GTCOCO_FETCH_HTTPS_ONLY", False),
             lock_lease_s=_int(env, "GTCOCO_LOCK_LEASE_S", 900),
             storage_retry_deadline_s=_float(env, "GTCOCO_STORAGE_RETRY_DEADLINE_S", 60.0),
             limits=limits,

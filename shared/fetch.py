@@ -80,7 +80,8 @@ def system_resolver(host: str, port: int) -> list[str]:
 class FetchPolicy:
     max_bytes: int = 256 * 1024 * 1024
     timeout_s: float = 30.0
-    schemes: frozenset[str] = frozenset({"https"})
+    # Both: real exports hold plain-http CDN URLs; every address check applies to both.
+    schemes: frozenset[str] = frozenset({"http", "https"})
     # Empty: any public host.  Entries: `host`, `.suffix.example` or `gs://bucket`.
     allow_hosts: tuple[str, ...] = ()
     # `gs://` URLs may name only these buckets (the input bucket, plus the allow-list's).

@@ -88,7 +88,18 @@ class RasterSpec:
 class Frame:
     frame_id: str
     src: str | None
-    pointer: str = ""  # of the frame's `src`
+    pointer: str = ""  # of the frame itself
+    src_original: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    def urls(self) -> list[tuple[str, str]]:
+        """(url, pointer) to learn the frame's size from, in the order to try them."""
+        return [
+            (url, pointer_join(self.pointer, key))
+            for url, key in ((self.src_original, "src_original"), (self.src, "src"))
+            if url
+        ]
 
 
 @dataclass(frozen=True)
@@ -362,12 +373,16 @@ def _parse_frames(build: Mapping[str, Any], pointer: str) -> list[Frame]:
     for i, frame in enumerate(frames):
         if not isinstance(frame, dict) or _str_or_none(frame.get("frame_id")) is None:
             raise ConversionError("invalid_type", "a frame needs a frame_id", pointer_join(ptr, i))
-        src = frame.get("src")
+        fptr = pointer_join(ptr, i)
+        width, height = _dimension(frame, "width", fptr), _dimension(frame, "height", fptr)
         out.append(
             Frame(
                 str(frame["frame_id"]),
-                src if isinstance(src, str) else None,
-                pointer_join(ptr, i, "src"),
+                _url(frame, "src", fptr),
+                fptr,
+                _url(frame, "src_original", fptr),
+                width if width and height else None,
+                height if width and height else None,
             )
         )
     return out

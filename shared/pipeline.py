@@ -14,6 +14,7 @@ import logging
 import posixpath
 import time
 from collections.abc import Callable, Generator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,7 @@ from .storage import (
 )
 
 EXPORT_SUFFIXES = (".json", ".jsonl", ".png")
+FRAME_HEADER_WORKERS = 8  # concurrent header reads for one job's frames
 CONVERTER = {"name": "gtcoco", "version": __version__}
 log = logging.getLogger(__name__)
 # Completion markers and locks are small; a larger one was not written by gtcoco.
@@ -162,35 +164,68 @@ class Converter:
     def image_size(
         self, job: Job, mask_size: tuple[int, int] | None, relative_to: str
     ) -> ImageSize:
+        """The job's own image size: explicit fields, else the mask's, else the header of
+        the first image URL that answers (`image_url_original`, then `image_url`)."""
         if job.width and job.height:
             return ImageSize(job.width, job.height, "explicit")
         if mask_size is not None:
             return ImageSize(mask_size[0], mask_size[1], "mask")
-        failures = []
         urls = [
-            (u, key, pointer_join(job.pointer, key))
-            for u, key in (
+            (url, pointer_join(job.pointer, key))
+            for url, key in (
                 (job.image_url_original, "image_url_original"),
                 (job.image_url, "image_url"),
             )
-            if u
+            if url
         ]
-        first_frame = job.frames[0] if job.frames else None
-        if first_frame is not None and first_frame.src:
-            urls.append((first_frame.src, "video_data/frames/0/src", first_frame.pointer))
-        for url, key, _ in urls:
+        if not urls and job.frames:
+            return self.frame_sizes(job, relative_to)[job.frames[0].frame_id]
+        return self._header_size(urls, relative_to, pointer_join(job.pointer, "image_url"))
+
+    def frame_sizes(self, job: Job, relative_to: str) -> dict[str, ImageSize]:
+        """Every frame's own size (frames of one job may differ): its explicit fields, else
+        the job's, else its own header (`src_original`, then `src`).  Headers are read
+        concurrently, a bounded pool per job: they are the slow part of a long video."""
+        known: dict[str, ImageSize] = {}
+        todo = []
+        for frame in job.frames:
+            if frame.width and frame.height:
+                known[frame.frame_id] = ImageSize(frame.width, frame.height, "explicit")
+            elif job.width and job.height:
+                known[frame.frame_id] = ImageSize(job.width, job.height, "explicit")
+            else:
+                todo.append(frame)
+        if todo:
+            workers = min(FRAME_HEADER_WORKERS, len(todo))
+            with ThreadPoolExecutor(workers, thread_name_prefix="frame-size") as pool:
+                sizes = list(
+                    pool.map(
+                        lambda f: self._header_size(
+                            f.urls(), relative_to, pointer_join(f.pointer, "src")
+                        ),
+                        todo,
+                    )
+                )
+            known.update((f.frame_id, size) for f, size in zip(todo, sizes, strict=True))
+        return known
+
+    def _header_size(
+        self, urls: list[tuple[str, str]], relative_to: str, missing_pointer: str
+    ) -> ImageSize:
+        failures = []
+        for url, pointer in urls:
             try:
                 w, h, _ = size_from_chunks(
                     self.reader.chunks(url, relative_to), self.limits.header_max_bytes
                 )
                 return ImageSize(w, h, "header")
             except ConversionError as exc:
-                failures.append(f"{key}: {exc.message}")
+                failures.append(f"{pointer.rsplit('/', 1)[-1]}: {exc.message}")
         detail = "; ".join(failures) or "no width/height, mask or image URL in the job"
         raise ConversionError(
             "image_size_unavailable",
             f"cannot learn the image size ({detail})",
-            urls[0][2] if urls else pointer_join(job.pointer, "image_url"),
+            urls[0][1] if urls else missing_pointer,
         )
 
     def convert(
@@ -234,9 +269,10 @@ class Converter:
                 )
             )
             mask = mask.resized(size.width, size.height)
+        frames = self.frame_sizes(job, relative_to) if job.frames else {}
         labels = job.labels + sorted({e.label for e in entries or []})
         ids = self.registry.ensure(sorted(set(labels)))
-        builder = convert_vector_job(job, size, ids, self.options, key, self.limits)
+        builder = convert_vector_job(job, size, ids, self.options, key, self.limits, frames)
         builder.notes.extend(notes)
         files: dict[str, bytes] = {}
         raster_stats: dict[str, Any] | None = None
@@ -254,6 +290,21 @@ class Converter:
             "status": "converted",
             "reference_id": job.reference_id,
             "image": {"width": size.width, "height": size.height, "size_source": size.source},
+            **(
+                {
+                    "frames": [
+                        {
+                            "frame_id": f,
+                            "width": s.width,
+                            "height": s.height,
+                            "size_source": s.source,
+                        }
+                        for f, s in frames.items()
+                    ]
+                }
+                if frames
+                else {}
+            ),
             "options": self.options.as_dict(),
             "counts": converted.counts,
             "notes": [n.as_dict() for n in converted.notes],

@@ -25,6 +25,7 @@ def fetch_policy(config: Config, buckets: tuple[str, ...] = (), **overrides: Any
         timeout_s=config.limits.fetch_timeout_s,
         allow_hosts=config.fetch_allow_hosts,
         buckets=tuple(sorted(allowed - {""})),
+        schemes=frozenset({"https"} if config.fetch_https_only else {"http", "https"}),
     )
     return dataclasses.replace(base, **overrides)
 

@@ -59,10 +59,20 @@ def test_non_public_targets_are_refused_without_a_request(victim: CountingServer
     assert victim.hits == []
 
 
-def test_default_policy_refuses_plain_http(victim: CountingServer) -> None:
-    with pytest.raises(ConversionError, match="scheme 'http'"):
-        next(Fetcher(FetchPolicy()).chunks(victim.url()))
-    assert victim.hits == []
+def test_plain_http_is_allowed_unless_https_only_is_set() -> None:
+    from shared.config import Config
+    from shared.runtime import fetch_policy
+
+    with CountingServer(routes={"/f": (200, {}, b"frame")}) as server:
+        url = server.url("/f", host="cdn.example.com")
+        default = fetch_policy(Config(), trusted_networks=LOOPBACK_ONLY)
+        assert b"".join(Fetcher(default, resolver_to("127.0.0.1")).chunks(url)) == b"frame"
+        strict = fetch_policy(Config.from_env({"GTCOCO_FETCH_HTTPS_ONLY": "true"}),
+                              trusted_networks=LOOPBACK_ONLY)
+        with pytest.raises(ConversionError, match="scheme 'http'") as info:
+            next(Fetcher(strict, resolver_to("127.0.0.1")).chunks(url))
+        assert info.value.code == "url_refused"
+        assert server.hits == ["/f"]
 
 
 @pytest.mark.parametrize("address", ["10.0.0.1", "192.168.1.1", "169.254.169.254", "127.0.0.1",
@@ -303,10 +313,3 @@ def test_https_verifies_the_certificate_and_its_name(tls_ca: trustme.CA, tmp_pat
         with pytest.raises(ConversionError, match="TLS failure"):
             b"".join(_https_fetcher(None).chunks(url))
         assert server.hits == ["/img"]
-
-
-def test_plain_http_can_be_turned_off(victim: CountingServer) -> None:
-    policy = FetchPolicy(schemes=frozenset({"https"}), trusted_networks=LOOPBACK_ONLY)
-    with pytest.raises(ConversionError, match="scheme 'http'"):
-        next(Fetcher(policy).chunks(victim.url()))
-    assert victim.hits == []

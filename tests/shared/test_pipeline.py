@@ -5,17 +5,24 @@ newest generation's outputs, and the report is the last file written."""
 from __future__ import annotations
 
 import contextlib
+import io
+import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
+from PIL import Image
 
 from shared.config import Config
-from shared.errors import TransientError
-from shared.pipeline import Outcome, Pipeline, SourceRef
-from shared.runtime import build_converter
+from shared.errors import ConversionError, TransientError
+from shared.fetch import Fetcher, UrlReader
+from shared.pipeline import Converter, Outcome, Pipeline, SourceRef
+from shared.registry import CategoryRegistry
+from shared.runtime import build_converter, fetch_policy
 from shared.storage import MemoryStore, ObjectInfo
+from tests.cocoutil import load_coco
+from tests.httpserver import Answer, CountingServer, Drip
 
 NAME = "exports/job.json"
 PREFIX = "exports/job.json@"
@@ -294,3 +301,59 @@ def test_the_previous_report_goes_before_the_first_new_file() -> None:
     world.out.hook = None
     # The old coco.json is still there, but no report claims it.
     assert world.out.inner.list(PREFIX + "/") == [f"{PREFIX}/coco.json"]
+
+
+def _image_bytes(width: int, height: int, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 120, 150)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def test_every_frame_learns_its_own_size_from_the_first_url_that_works() -> None:
+    """A real export's frames: plain-http CDN URLs without extensions, unrelated sizes;
+    `src_original` tried before `src`; the CDN is a loopback server the resolver presents
+    as a public host."""
+    routes: dict[str, Answer | Callable[[], Answer] | Drip] = {
+        "/f0": (200, {"Content-Type": "application/octet-stream"}, _image_bytes(64, 48, "JPEG")),
+        "/f1": (200, {}, _image_bytes(100, 30, "PNG")),
+        "/f2-original": (200, {}, _image_bytes(20, 90, "JPEG")),
+    }
+    with CountingServer(routes=routes) as cdn:
+        base = f"http://cdn.example.com:{cdn.port}"
+        frames = [{"frame_id": "0", "src": f"{base}/f0"},
+                  {"frame_id": "1", "src_original": f"{base}/gone", "src": f"{base}/f1"},
+                  {"frame_id": "2", "src_original": f"{base}/f2-original", "src": f"{base}/x"}]
+        box = [{"x": .25, "y": .5}, {"x": .75, "y": .5}, {"x": .75, "y": 1}, {"x": .25, "y": 1}]
+        doc = {"reference_id": "clip", "video_data": {"frames": frames}, "maker_response": {
+            "video2d": {"data": {"annotations": [{
+                "_id": "t", "type": "rectangle", "label": "car",
+                "frames": {str(i): {"coordinates": box} for i in range(3)}}]}}}}
+        policy = fetch_policy(Config(), trusted_networks=(ipaddress.ip_network("127.0.0.1/32"),))
+        converter = Converter(Config(), UrlReader(Fetcher(policy, lambda h, p: ["127.0.0.1"])),
+                              CategoryRegistry(MemoryStore()))
+        (parsed,) = converter.parse(doc)
+        assert parsed.job is not None
+        output = converter.convert(parsed.job, "clip")
+    coco = load_coco(output.coco)
+    sizes = {img["frame_id"]: (img["width"], img["height"]) for img in coco.dataset["images"]}
+    assert sizes == {"0": (64, 48), "1": (100, 30), "2": (20, 90)}
+    boxes = {coco.imgs[a["image_id"]]["frame_id"]: a["bbox"] for a in coco.dataset["annotations"]}
+    assert boxes == {"0": [16.0, 24.0, 32.0, 24.0], "1": [25.0, 15.0, 50.0, 15.0],
+                     "2": [5.0, 45.0, 10.0, 45.0]}
+    assert [f["size_source"] for f in output.report["frames"]] == ["header"] * 3
+    assert "/gone" in cdn.hits and "/x" not in cdn.hits
+
+
+def test_a_frame_whose_urls_all_fail_names_each_failure() -> None:
+    frames = [{"frame_id": "0", "src": "http://10.0.0.1/a", "src_original": "http://10.0.0.2/b"}]
+    doc = {"video_data": {"frames": frames},
+           "maker_response": {"video2d": {"data": {"annotations": []}}}}
+    converter = Converter(Config(), UrlReader(Fetcher(fetch_policy(Config()))),
+                          CategoryRegistry(MemoryStore()))
+    (parsed,) = converter.parse(doc)
+    assert parsed.job is not None
+    with pytest.raises(ConversionError) as info:
+        converter.convert(parsed.job, "clip")
+    assert info.value.code == "image_size_unavailable"
+    assert info.value.pointer == "/video_data/frames/0/src_original"
+    assert "src_original: " in info.value.message and "src: " in info.value.message

@@ -280,8 +280,10 @@ def _has_payload(doc: Mapping[str, Any]) -> bool:
     return any(k in doc for k in ("maker_response", "annotations", "url"))
 
 
-def _type_lists(container: Mapping[str, Any], pointer: str) -> Iterator[tuple[str, str, list[Any]]]:
-    """(type key, pointer, items) for each annotation list; `{"data": [...]}` or a bare list."""
+def _type_lists(container: Mapping[str, Any], pointer: str) -> Iterator[tuple[str, str, Any]]:
+    """(type key, pointer, items) for each annotation list, `{"data": [...]}` or a bare list;
+    an unknown type's `data` that is not a list (another job type, e.g. `sensor_fusion_v2`)
+    is yielded as it is, for the caller to report."""
     known = [k for k in SHAPE_TYPES if k in container]
     for key in known + sorted(k for k in container if k not in SHAPE_TYPES):
         if key in CONTAINER_KEYS:
@@ -299,6 +301,8 @@ def _type_lists(container: Mapping[str, Any], pointer: str) -> Iterator[tuple[st
         if not isinstance(value, list):
             if key in SHAPE_TYPES:
                 raise ConversionError("invalid_type", f"{key} must hold a list", ptr)
+            if isinstance(value, dict) and value:
+                yield key, ptr, value
             continue
         yield key, ptr, value
 
@@ -314,7 +318,11 @@ def _parse_container(
     shapes: list[Shape] = []
     unsupported: list[Unsupported] = []
     notes: list[Note] = []
+    other_jobs: list[tuple[str, str, dict[str, Any]]] = []
     for key, ptr, items in _type_lists(container, pointer):
+        if isinstance(items, dict):
+            other_jobs.append((key, ptr, items))
+            continue
         kind = SHAPE_TYPES.get(key)
         for i, item in enumerate(items):
             item_ptr = pointer_join(ptr, i)
@@ -353,6 +361,18 @@ def _parse_container(
             shapes.extend(
                 _parse_tracker(tracker, pointer_join(vptr, "data", "annotations", i), limits)
             )
+    # Job types gtcoco cannot turn into COCO (camera + LIDAR `sensor_fusion_v2`, ...): an
+    # error when they are all the job holds, else kept in extras and noted with counts.
+    described = [(key, ptr, data, _describe_job_type(key, data)) for key, ptr, data in other_jobs]
+    if described and not (shapes or unsupported or raster is not None or video is not None):
+        raise ConversionError(
+            "unsupported_job_type",
+            "; ".join(d[3] for d in described) + ": not a job type gtcoco can convert",
+            described[0][1],
+        )
+    for key, ptr, data, what in described:
+        unsupported.append(Unsupported(key, ptr, data))
+        notes.append(Note("moved_to_extras", "unsupported_job_type", ptr, what))
     return replace(
         common,
         shapes=tuple(shapes),
@@ -361,6 +381,13 @@ def _parse_container(
         unsupported=tuple(unsupported),
         notes=tuple(notes),
     )
+
+
+def _describe_job_type(key: str, data: Mapping[str, Any]) -> str:
+    counts = ", ".join(
+        f"{len(v)} {k}" for k, v in sorted(data.items()) if isinstance(v, (list, dict))
+    )
+    return f"maker_response.{key} ({counts or 'no lists'})"
 
 
 def _parse_frames(build: Mapping[str, Any], pointer: str) -> list[Frame]:

@@ -15,7 +15,7 @@ import trustme
 from PIL import Image
 
 from shared.errors import ConversionError, TooLargeError, TransientError
-from shared.fetch import Fetcher, FetchPolicy, Resolver, UrlReader
+from shared.fetch import Fetcher, FetchPolicy, Resolver, UrlReader, embedded_ipv4
 from shared.imagesize import size_from_chunks
 from tests.httpserver import Answer, CountingServer, Drip
 
@@ -313,3 +313,15 @@ def test_https_verifies_the_certificate_and_its_name(tls_ca: trustme.CA, tmp_pat
         with pytest.raises(ConversionError, match="TLS failure"):
             b"".join(_https_fetcher(None).chunks(url))
         assert server.hits == ["/img"]
+
+
+@pytest.mark.parametrize(("address", "embedded"), [
+    ("64:ff9b::a9fe:a9fe", "169.254.169.254"), ("::a00:1", "10.0.0.1"),
+    ("::ffff:a00:1", "10.0.0.1"), ("::ffff:0:a00:1", "10.0.0.1"), ("2002:a00:1::1", "10.0.0.1"),
+    ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "10.0.0.1"),  # Teredo: the client, inverted
+])
+def test_every_embedded_ipv4_form_is_decoded(address: str, embedded: str) -> None:
+    """Decoded even where Python's own tables already call the range non-global (Teredo,
+    on this Python): the guard must not depend on them."""
+    found = embedded_ipv4(ipaddress.IPv6Address(address))
+    assert ipaddress.IPv4Address(embedded) in found

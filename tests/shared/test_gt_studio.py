@@ -129,3 +129,26 @@ def test_parser_never_crashes_on_arbitrary_json(doc: Any) -> None:
             parse_job(item, ptr, Limits())
     except ConversionError as exc:  # any input: raising is one allowed outcome
         assert exc.code and isinstance(exc.pointer, str)
+
+
+SENSOR_FUSION = {"sensor_fusion_v2": {"data": {
+    "tracks": [{"_id": "k1", "label": "car"}, {"_id": "k2", "label": "bus"}],
+    "annotations": [{"_id": "a1", "type": "cuboid_3d", "label": "car"}]}}}
+
+
+def test_a_job_of_another_base_type_is_an_error_naming_it() -> None:
+    with pytest.raises(ConversionError) as info:
+        _jobs({"image_url": "u", "maker_response": SENSOR_FUSION})
+    assert info.value.code == "unsupported_job_type"
+    assert "sensor_fusion_v2 (1 annotations, 2 tracks)" in info.value.message
+    assert info.value.pointer == "/maker_response/sensor_fusion_v2/data"
+
+
+def test_another_base_type_beside_convertible_shapes_is_noted_not_dropped() -> None:
+    rect = {"label": "car", "coordinates": [{"x": 0, "y": 0}, {"x": .5, "y": .5}]}
+    (job,) = _jobs({"image_url": "u", "maker_response": SENSOR_FUSION | {
+        "rectangles": {"data": [rect]}}})
+    assert len(job.shapes) == 1
+    assert [u.type_name for u in job.unsupported] == ["sensor_fusion_v2"]
+    assert [(n.reason, n.pointer) for n in job.notes] == [
+        ("unsupported_job_type", "/maker_response/sensor_fusion_v2/data")]

@@ -39,6 +39,7 @@ class Converted:
     extras: dict[str, Any]
     counts: dict[str, int]
     notes: list[Note] = field(default_factory=list)
+    ignored_keys: dict[str, int] = field(default_factory=dict)
 
 
 def file_name_for(job: Job, fallback: str) -> str:
@@ -152,6 +153,7 @@ class CocoBuilder:
         self.extras: dict[str, dict[str, Any]] = {}
         self.notes: list[Note] = list(job.notes)
         self.counts: Counter[str] = Counter()
+        self.ignored_keys: Counter[str] = Counter()
         self.images = self._images(key)
 
     def _images(self, key: str) -> list[dict[str, Any]]:
@@ -203,6 +205,7 @@ class CocoBuilder:
 
     def add_shape(self, shape: Shape) -> None:
         self.counts[f"input_{shape.kind}s"] += 1
+        self.ignored_keys.update(shape.unknown_keys)
         self.notes.extend(shape.notes)
         handler = {
             "rectangle": self._rectangle,
@@ -221,6 +224,7 @@ class CocoBuilder:
         }
         if shape.track_id is not None:
             out["track_id"] = shape.track_id
+        out.update(shape.extra)
         return out
 
     def _note_clipped(self, shape: Shape, clipped: int) -> None:
@@ -372,7 +376,13 @@ class CocoBuilder:
         counts = dict(sorted(self.counts.items()))
         counts["annotations"] = len(self.annotations)
         counts["unsupported"] = len(self.job.unsupported)
-        return Converted(coco=coco, extras=self.extras, counts=counts, notes=self.notes)
+        return Converted(
+            coco=coco,
+            extras=self.extras,
+            counts=counts,
+            notes=self.notes,
+            ignored_keys=dict(sorted(self.ignored_keys.items())),
+        )
 
 
 def convert_vector_job(

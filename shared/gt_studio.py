@@ -8,6 +8,7 @@ pointer of the offending value; geometric oddities become `Note`s for the report
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -38,6 +39,56 @@ TYPE_ALIASES = {
 }
 # Keys in maker_response that are not annotation lists of their own.
 CONTAINER_KEYS = {"raster", "video2d"}
+# Keys of an annotation the parser reads.
+SHAPE_KEYS = frozenset(
+    {"label", "_id", "id", "attributes", "coordinates", "points", "edges", "type", "frames"}
+)
+# Keys real exports carry that COCO users want: annotation field names they become.
+KEPT_KEYS = {"color": "gt_color", "label_id": "gt_label_id", "keyFrame": "key_frame"}
+# UI and QC bookkeeping of GT Studio, ignored on purpose (README: "Keys").
+IGNORED_KEYS = frozenset(
+    {
+        "state",
+        "comments",
+        "labelEditable",
+        "shapeEditable",
+        "annotationQcEvals",
+        "annotationQCEvaluations",
+        "source",
+        "grouping_config",
+        "meta_data",
+    }
+)
+_RGB = re.compile(r"^\s*rgba?\(\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*(?:,[^)]*)?\)\s*$")
+_HEX = re.compile(r"^\s*#?([0-9a-fA-F]{6})\s*$")
+
+
+def kept_value(key: str, value: Any) -> Any:
+    """A kept key's value as COCO users want it: colours as [r, g, b]."""
+    if key == "color" and isinstance(value, str):
+        if m := _RGB.match(value):
+            rgb = [int(g) for g in m.groups()]
+            if all(c <= 255 for c in rgb):
+                return rgb
+        if m := _HEX.match(value):
+            return [int(m[1][i : i + 2], 16) for i in (0, 2, 4)]
+    if key == "label_id" and isinstance(value, (int, str)) and not isinstance(value, bool):
+        return str(value)
+    if key == "keyFrame" and isinstance(value, bool):
+        return value
+    return value if isinstance(value, (str, int, float, bool)) or value is None else None
+
+
+def _kept_and_unknown(item: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    kept = {KEPT_KEYS[k]: kept_value(k, v) for k, v in item.items() if k in KEPT_KEYS}
+    unknown = tuple(
+        sorted(
+            k for k in item if k not in SHAPE_KEYS and k not in KEPT_KEYS and k not in IGNORED_KEYS
+        )
+    )
+    return {k: v for k, v in kept.items() if v is not None}, unknown
+
+
 # Normalised coordinates slightly outside 0..1 are clipped; far outside is corrupt data.
 COORD_MIN, COORD_MAX = -1.0, 2.0
 
@@ -74,6 +125,8 @@ class Shape:
     track_id: str | None = None
     raw: Any = None  # cuboids keep their undocumented geometry
     notes: tuple[Note, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)  # kept keys, as COCO fields
+    unknown_keys: tuple[str, ...] = ()  # keys nobody documented: counted in the report
 
 
 @dataclass(frozen=True)
@@ -430,7 +483,7 @@ def _parse_tracker(tracker: Any, pointer: str, limits: Limits) -> list[Shape]:
     fptr = pointer_join(pointer, "frames")
     if not isinstance(frames, dict):
         raise ConversionError("invalid_type", "tracker frames must be an object", fptr)
-    shapes = []
+    shapes: list[Shape] = []
     for frame_id in natural_sorted(list(frames)):
         ann = frames[frame_id]
         if not isinstance(ann, dict):
@@ -439,8 +492,19 @@ def _parse_tracker(tracker: Any, pointer: str, limits: Limits) -> list[Shape]:
                 "a frame annotation must be a JSON object",
                 pointer_join(fptr, frame_id),
             )
-        merged = {"label": tracker.get("label"), "attributes": tracker.get("attributes"), **ann}
+        inherited = {k: tracker[k] for k in ("color", "label_id") if k in tracker}
+        merged = {
+            "label": tracker.get("label"),
+            "attributes": tracker.get("attributes"),
+            **inherited,
+            **ann,
+        }
         shape = parse_shape(kind, merged, pointer_join(fptr, frame_id), limits)
+        if not shapes:  # the tracker's own unknown keys, counted once
+            _, tracker_unknown = _kept_and_unknown(tracker)
+            shape = replace(
+                shape, unknown_keys=tuple(sorted({*shape.unknown_keys, *tracker_unknown}))
+            )
         shapes.append(replace(shape, frame=frame_id, track_id=track_id))
     return shapes
 
@@ -495,6 +559,8 @@ def parse_shape(kind: str, item: Any, pointer: str, limits: Limits) -> Shape:
         pointer=pointer,
     )
     notes = [attr_note] if attr_note else []
+    extra, unknown = _kept_and_unknown(item)
+    base = replace(base, extra=extra, unknown_keys=unknown if kind != "cuboid" else ())
     if kind == "rectangle":
         points = _point_list(item, "coordinates", pointer, limits)
         return replace(base, points=tuple(p for _, p in points), notes=tuple(notes))

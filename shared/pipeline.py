@@ -309,6 +309,8 @@ class Converter:
             "counts": converted.counts,
             "notes": [n.as_dict() for n in converted.notes],
         }
+        if converted.ignored_keys:
+            report["ignored_keys"] = converted.ignored_keys
         if raster_stats is not None:
             report["raster"] = raster_stats
         return JobOutput(key, files, converted.coco, report)

@@ -152,3 +152,39 @@ def test_another_base_type_beside_convertible_shapes_is_noted_not_dropped() -> N
     assert [u.type_name for u in job.unsupported] == ["sensor_fusion_v2"]
     assert [(n.reason, n.pointer) for n in job.notes] == [
         ("unsupported_job_type", "/maker_response/sensor_fusion_v2/data")]
+
+
+def test_real_export_keys_are_kept_ignored_or_counted() -> None:
+    item = {"label": "car", "_id": "r1", "coordinates": [{"x": 0, "y": 0}, {"x": 1, "y": 1}],
+            "color": "rgb(12, 34, 56)", "label_id": 7, "keyFrame": True, "comments": [],
+            "labelEditable": True, "shapeEditable": False, "annotationQcEvals": [],
+            "annotationQCEvaluations": {}, "state": "editable", "mystery": 1, "zeta": None}
+    shape = parse_shape("rectangle", item, "/r", Limits())
+    assert shape.extra == {"gt_color": [12, 34, 56], "gt_label_id": "7", "key_frame": True}
+    assert shape.unknown_keys == ("mystery", "zeta")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("rgb(1, 2, 3)", [1, 2, 3]), ("rgba(1,2,3,0.5)", [1, 2, 3]), ("#0a0B0c", [10, 11, 12]),
+    ("0a0b0c", [10, 11, 12]), ("rgb(300, 0, 0)", "rgb(300, 0, 0)"), ("red", "red"),
+])
+def test_colours_become_rgb_triples_when_they_can(value: str, expected: Any) -> None:
+    from shared.gt_studio import kept_value
+
+    assert kept_value("color", value) == expected
+
+
+def test_tracker_keys_reach_every_frame_and_unknown_ones_are_counted_once() -> None:
+    box = [{"x": 0, "y": 0}, {"x": .5, "y": .5}]
+    doc = {"width": 10, "height": 10,
+           "video_data": {"frames": [{"frame_id": "a", "src": "u"}, {"frame_id": "b", "src": "v"}]},
+           "maker_response": {"video2d": {"data": {"groups": None, "annotations": [{
+               "_id": "t", "type": "rectangle", "label": "car", "color": "rgb(9, 8, 7)",
+               "label_id": "L", "source": "images", "grouping_config": {}, "odd": 1,
+               "frames": {"a": {"coordinates": box, "keyFrame": True},
+                          "b": {"coordinates": box, "keyFrame": False, "odd_frame": 2}}}]}}}}
+    (job,) = _jobs(doc)
+    assert [s.extra for s in job.shapes] == [
+        {"gt_color": [9, 8, 7], "gt_label_id": "L", "key_frame": True},
+        {"gt_color": [9, 8, 7], "gt_label_id": "L", "key_frame": False}]
+    assert [s.unknown_keys for s in job.shapes] == [("odd",), ("odd_frame",)]

@@ -357,3 +357,18 @@ def test_a_frame_whose_urls_all_fail_names_each_failure() -> None:
     assert info.value.code == "image_size_unavailable"
     assert info.value.pointer == "/video_data/frames/0/src_original"
     assert "src_original: " in info.value.message and "src: " in info.value.message
+
+
+def test_unknown_keys_are_counted_in_the_report_and_kept_keys_reach_coco() -> None:
+    rect = {"label": "car", "coordinates": [{"x": 0, "y": 0}, {"x": .5, "y": .5}],
+            "color": "#102030", "mystery": 1}
+    doc = {"image_url": "u", "width": 10, "height": 10,
+           "maker_response": {"rectangles": {"data": [rect, rect | {"other": 2}]}}}
+    converter = Converter(Config(), UrlReader(Fetcher(fetch_policy(Config()))),
+                          CategoryRegistry(MemoryStore()))
+    (parsed,) = converter.parse(doc)
+    assert parsed.job is not None
+    output = converter.convert(parsed.job, "k")
+    assert output.report["ignored_keys"] == {"mystery": 2, "other": 1}
+    coco = load_coco(output.coco)
+    assert [a["gt_color"] for a in coco.dataset["annotations"]] == [[16, 32, 48]] * 2

@@ -88,3 +88,19 @@ def test_golden_highlights(produced: Path) -> None:
     registry = json.loads((produced / "_registry" / "categories.json").read_text())
     ids = [c["id"] for c in registry["categories"]]
     assert ids == list(range(1, len(ids) + 1))
+
+
+def test_a_guide_written_coco_file_is_upgraded(produced: Path) -> None:
+    """The file GT Studio's guide writes (`category`, string ids, labels as category_id, no
+    area or iscrowd, a wrong polygon bbox) comes out as valid COCO."""
+    coco = load_coco(produced / "guide_coco.json@" / "coco.json")
+    anns = {a["gt_id"]: a for a in coco.dataset["annotations"]}
+    assert {c["name"] for c in coco.dataset["categories"]} == {"car", "road"}
+    assert all(isinstance(a["id"], int) and isinstance(a["image_id"], int)
+               and a["iscrowd"] == 0 for a in anns.values())
+    assert anns["5f1a-rect"]["bbox"] == [192.0, 108.0, 384.0, 216.0]
+    assert anns["5f1a-rect"]["area"] == 384 * 216
+    assert anns["5f1a-poly"]["bbox"] == [100.0, 100.0, 200.0, 200.0]  # from the polygon
+    assert anns["5f1a-poly"]["area"] == 200 * 200
+    report = json.loads((produced / "guide_coco.json@" / "report.json").read_text())
+    assert [n["reason"] for n in report["notes"]] == ["guide_coco_upgraded", "guide_box_corner"]

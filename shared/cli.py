@@ -15,7 +15,7 @@ from typing import TextIO
 from . import __version__
 from .config import Config, Options
 from .errors import GtcocoError
-from .pipeline import Outcome, SourceRef, key_for
+from .pipeline import Outcome, SourceRef, key_for, raster_pair
 from .runtime import build_pipeline
 from .storage import AccessDenied, LocalStore, NotFound, ObjectStore, open_store, parse_gs_uri
 
@@ -79,7 +79,7 @@ def _pair_duplicates(found: list[tuple[ObjectStore, str, Path | None]]) -> set[i
     return {
         i
         for i, (store, name, _) in enumerate(found)
-        if name.lower().endswith(".png") and (id(store), key_for(name) + ".json") in names
+        if name.lower().endswith(".png") and (id(store), raster_pair(name)[1]) in names
     }
 
 

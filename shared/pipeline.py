@@ -60,6 +60,16 @@ def key_for(name: str) -> str:
     return stem if ext else name
 
 
+def raster_pair(name: str) -> tuple[str, str]:
+    """(mask, legend) names of the raster export pair `name` would belong to: `<key>.png`
+    beside `<key>.json`, or the guide's own file names, `url.png` beside `legend.json`."""
+    folder, base = posixpath.split(name)
+    if base.lower() in {"url.png", "legend.json"}:
+        return posixpath.join(folder, "url.png"), posixpath.join(folder, "legend.json")
+    key = key_for(name)
+    return key + ".png", key + ".json"
+
+
 def skip_reason(name: str, metadata: Mapping[str, str] | None = None) -> str | None:
     """Why an object is not an export to convert, or None.  One log line says it."""
     base = posixpath.basename(name)
@@ -447,7 +457,7 @@ class Pipeline:
 
     def _process(self, ref: SourceRef, key: str) -> Outcome:
         is_mask = ref.name.lower().endswith(".png")
-        place = Place(layout.input_prefix(key + ".json" if is_mask else ref.name))
+        place = Place(layout.input_prefix(raster_pair(ref.name)[1] if is_mask else ref.name))
         sources = [ref.as_dict()]
         if not layout.fits(place.prefix, _LONGEST_BATCH_FILE):
             size = len(ref.name.encode("utf-8", "surrogatepass"))
@@ -497,9 +507,10 @@ class Pipeline:
         if len(data) > limit:
             raise TooLargeError("object_too_large", f"object is {len(data)} bytes, limit {limit}")
         if ref.name.lower().endswith(".png"):
-            legend_ref = self._pair(ref, key, ".json")
+            legend_name = raster_pair(ref.name)[1]
+            legend_ref = self._pair(ref, legend_name)
             if legend_ref is None:
-                return Outcome("waiting", key, f"mask waits for its legend {key}.json")
+                return Outcome("waiting", key, f"mask waits for its legend {legend_name}")
             sources[:] = [ref.as_dict(), legend_ref.as_dict()]
             legend_doc = self.converter.load(
                 self.source.read(legend_ref.name, legend_ref.generation), legend_ref.name
@@ -508,14 +519,15 @@ class Pipeline:
                 return Outcome(
                     "skipped",
                     key,
-                    f"{key}.json is not a legend; the PNG is not a raster export pair",
+                    f"{legend_name} is not a legend; the PNG is not a raster export pair",
                 )
             return self._pair_plan(legend_doc, data, key, place, sources)
         doc = self.converter.load(data, ref.name)
         if is_bare_legend(doc):
-            mask_ref = self._pair(ref, key, ".png")
+            mask_name = raster_pair(ref.name)[0]
+            mask_ref = self._pair(ref, mask_name)
             if mask_ref is None:
-                return Outcome("waiting", key, f"legend waits for its mask {key}.png")
+                return Outcome("waiting", key, f"legend waits for its mask {mask_name}")
             sources[:] = [mask_ref.as_dict(), ref.as_dict()]
             mask = self.source.read(mask_ref.name, mask_ref.generation)
             return self._pair_plan(doc, mask, key, place, sources)
@@ -531,8 +543,8 @@ class Pipeline:
             )
         return self._batch_plan(parsed, key, place, ref, sources)
 
-    def _pair(self, ref: SourceRef, key: str, other_suffix: str) -> SourceRef | None:
-        info = self.source.stat(key + other_suffix)
+    def _pair(self, ref: SourceRef, other: str) -> SourceRef | None:
+        info = self.source.stat(other)
         if info is None:
             return None
         return SourceRef(ref.bucket, info.name, info.generation, info.size, info.metadata)

@@ -279,22 +279,26 @@ def test_mask_size_differing_from_the_image_is_reported() -> None:
     assert png(out, "seg/a.json@/masks/instances.png").shape == (20, 40)
 
 
-def test_raster_pair_converts_once_whichever_half_arrives_last() -> None:
+@pytest.mark.parametrize(("mask", "legend"), [("p/m.png", "p/m.json"),
+                                              ("p/url.png", "p/legend.json")],
+                         ids=["same-key", "guide-file-names"])
+def test_raster_pair_converts_once_whichever_half_arrives_last(mask: str, legend: str) -> None:
+    """Pairs share a key, or have the names the guide's raster export gives them."""
     src, out = MemoryStore("in"), MemoryStore("out")
     pipeline = build_pipeline(Config(), src, out, open_bucket=False)
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[...] = (0, 255, 0, 255)
-    src.write("p/m.png", _png_bytes(rgba, "RGBA"), "image/png", metadata={})
-    first = pipeline.process(SourceRef("in", "p/m.png", 1))
+    src.write(mask, _png_bytes(rgba, "RGBA"), "image/png", metadata={})
+    first = pipeline.process(SourceRef("in", mask, 1))
     assert first.status == "waiting" and not out.list("p/")
-    gen = src.write("p/m.json", b'{"#00ff00": "grass"}', "application/json", metadata={})
-    second = pipeline.process(SourceRef("in", "p/m.json", gen))
+    gen = src.write(legend, b'{"#00ff00": "grass"}', "application/json", metadata={})
+    second = pipeline.process(SourceRef("in", legend, gen))
     assert second.status == "converted"
-    png_info = src.stat("p/m.png")
+    assert second.prefix == legend + "@"
+    png_info = src.stat(mask)
     assert png_info is not None
-    again = pipeline.process(SourceRef("in", "p/m.png", png_info.generation))
+    again = pipeline.process(SourceRef("in", mask, png_info.generation))
     assert again.status == "duplicate"
-
 
 ERRORS = [
     ({"image_url": "u", "maker_response": {"raster": {"data": {"url": "m.png"}}}},

@@ -14,12 +14,12 @@ from tests.cocoutil import load_coco
 
 DATA = Path(__file__).parent.parent / "data" / "golden"
 INPUTS, EXPECTED = DATA / "inputs", DATA / "expected"
-# The report names the source folder, which differs per run.
+# Reports and errors name the source folder, which differs per checkout.
 VOLATILE = {"source", "sources"}
 
 
 def _normalised(path: Path) -> bytes:
-    if path.name != "report.json":
+    if path.name not in {"report.json", "error.json"}:
         return path.read_bytes()
     doc = json.loads(path.read_text())
     return json.dumps({k: v for k, v in doc.items() if k not in VOLATILE}, sort_keys=True,
@@ -29,8 +29,10 @@ def _normalised(path: Path) -> bytes:
 @pytest.fixture(scope="module")
 def produced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("golden")
-    code = main(["convert", str(INPUTS), "--out", str(out), "-q"], out=io.StringIO())
-    assert code == 0
+    printed = io.StringIO()
+    code = main(["convert", str(INPUTS), "--out", str(out), "-q"], out=printed)
+    # One input is expected to fail: the camera + LIDAR build (unsupported_job_type).
+    assert code == 1 and " 1 failed;" in printed.getvalue(), printed.getvalue()
     return out
 
 
@@ -60,7 +62,7 @@ def test_every_golden_coco_loads_in_pycocotools(produced: Path) -> None:
 
 
 def test_rerun_is_byte_identical(produced: Path, tmp_path: Path) -> None:
-    assert main(["convert", str(INPUTS), "--out", str(tmp_path), "-q"], out=io.StringIO()) == 0
+    assert main(["convert", str(INPUTS), "--out", str(tmp_path), "-q"], out=io.StringIO()) == 1
     for rel, path in _files(produced).items():
         assert _normalised(path) == _normalised(tmp_path / rel), rel
 
@@ -104,3 +106,24 @@ def test_a_guide_written_coco_file_is_upgraded(produced: Path) -> None:
     assert anns["5f1a-poly"]["area"] == 200 * 200
     report = json.loads((produced / "guide_coco.json@" / "report.json").read_text())
     assert [n["reason"] for n in report["notes"]] == ["guide_coco_upgraded", "guide_box_corner"]
+
+
+def test_real_export_keys_other_base_types(produced: Path) -> None:
+    video = json.loads((produced / "video_real_export_keys.json@" / "coco.json").read_text())
+    anns = video["annotations"]
+    assert [a["gt_color"] for a in anns] == [[255, 87, 34], [255, 87, 34], [0, 255, 0]]
+    assert [a["gt_label_id"] for a in anns] == ["lbl-car", "lbl-car", "12"]
+    assert [a["key_frame"] for a in anns] == [True, False, True]
+    assert [a["track_id"] for a in anns] == ["trk-a", "trk-a", "trk-b"]
+    assert anns[2]["keypoints"] == [320.0, 180.0, 2]  # point label "1" is keypoint 1
+    report = json.loads((produced / "video_real_export_keys.json@" / "report.json").read_text())
+    assert report["ignored_keys"] == {"reviewer_flag": 1}
+    error = json.loads((produced / "sensor_fusion_camera_lidar.json@" / "error.json").read_text())
+    assert error["error"]["code"] == "unsupported_job_type"
+    assert "sensor_fusion_v2 (1 annotations, 2 tracks)" in error["error"]["message"]
+    beside = "unknown_base_type_beside_rectangles.json@"
+    noted = json.loads((produced / beside / "report.json").read_text())
+    assert noted["counts"]["annotations"] == 1 and noted["counts"]["unsupported"] == 1
+    assert [n["reason"] for n in noted["notes"]] == ["unsupported_job_type"]
+    extras = json.loads((produced / beside / "extras.json").read_text())
+    assert "/maker_response/point_cloud_segmentation/data" in extras["unsupported"]

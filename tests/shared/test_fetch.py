@@ -325,3 +325,13 @@ def test_every_embedded_ipv4_form_is_decoded(address: str, embedded: str) -> Non
     on this Python): the guard must not depend on them."""
     found = embedded_ipv4(ipaddress.IPv6Address(address))
     assert ipaddress.IPv4Address(embedded) in found
+
+
+def test_credentials_in_urls_are_refused_even_to_an_allowed_host(victim: CountingServer) -> None:
+    fetcher = Fetcher(FetchPolicy(trusted_networks=LOOPBACK_ONLY), resolver_to("127.0.0.1"))
+    url = f"http://user:secret@images.example.com:{victim.port}/"
+    with pytest.raises(ConversionError, match="credentials") as info:
+        next(fetcher.chunks(url))
+    assert info.value.code == "url_refused"
+    assert victim.hits == []
+    assert b"".join(fetcher.chunks(url.replace("user:secret@", ""))) == b"secret"

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.cli import main
-from shared.config import Config
+from shared.config import Config, Limits
 from shared.pipeline import SourceRef
 from shared.runtime import build_pipeline
 from shared.storage import LocalStore, MemoryStore, ObjectStore
@@ -182,3 +183,24 @@ def test_a_new_generation_replaces_every_output_of_the_last(kind: str, tmp_path:
     assert sorted(report["outputs"]) == sorted(
         n for n in out.list("batch.json@/") if n != "batch.json@/report.json")
     load_coco(json.loads(out.read("single.json@/coco.json")))
+
+
+@pytest.mark.parametrize(("name", "data", "declared", "code"), [
+    ("big.json", json.dumps(GOOD | {"pad": "x" * 3000}).encode(), None, "object_too_large"),
+    ("declared.json", json.dumps(GOOD).encode(), 10**9, "object_too_large"),
+    ("json.json", json.dumps(GOOD | {"pad": "x" * 1500}).encode(), None, "json_too_large"),
+    ("lines.jsonl", (json.dumps(GOOD) + "\n") * 4, None, "too_many_jobs"),
+    ("batch.json", json.dumps([GOOD] * 4).encode(), None, "too_many_jobs"),
+], ids=["object", "declared-size", "json", "jsonl-jobs", "array-jobs"])
+def test_size_limits_are_poison_with_their_code(
+    name: str, data: bytes | str, declared: int | None, code: str
+) -> None:
+    limits = replace(Limits(), max_object_bytes=2500, max_json_bytes=1200, max_batch_jobs=3)
+    src, out = MemoryStore("in"), MemoryStore("out")
+    body = data.encode() if isinstance(data, str) else data
+    src.write(name, body, "application/json", metadata={})
+    pipeline = build_pipeline(Config(limits=limits), src, out, open_bucket=False)
+    outcome = pipeline.process(SourceRef("in", name, size=declared))
+    assert outcome.status == "failed"
+    assert [e["error"]["code"] for e in outcome.errors] == [code]
+    assert out.list(f"{name}@/") == [f"{name}@/error.json"]

@@ -21,7 +21,7 @@ from . import __version__
 from .config import Limits, Options
 from .errors import TooLargeError, pointer_join
 from .geometry import bbox_of, clip_point, round_coord
-from .gt_studio import Job, Note, Shape
+from .gt_studio import Frame, Job, Note, Shape
 
 Pixel = tuple[float, float]
 
@@ -31,6 +31,7 @@ class ImageSize:
     width: int
     height: int
     source: str  # explicit | mask | header
+    url: str | None = None  # the URL whose header gave it
 
 
 @dataclass
@@ -171,13 +172,18 @@ class CocoBuilder:
                     "height": self.frame_sizes.get(f.frame_id, self.size).height,
                     "id": i,
                     "frame_id": f.frame_id,
-                    "image_url": f.src,
-                    "file_name": posixpath.basename(urlsplit(f.src or "").path)
+                    "image_url": self._frame_url(f),
+                    "file_name": posixpath.basename(urlsplit(self._frame_url(f) or "").path)
                     or f"{f.frame_id}.jpg",
                 }
                 for i, f in enumerate(self.job.frames, start=1)
             ]
         return [{**base, "id": 1, "file_name": file_name_for(self.job, key)}]
+
+    def _frame_url(self, frame: Frame) -> str | None:
+        """The frame's URL that answered, else the one a reader would try first."""
+        known = self.frame_sizes.get(frame.frame_id)
+        return (known.url if known else None) or frame.src_original or frame.src
 
     def _size(self, shape: Shape) -> ImageSize:
         """The size of the image the shape is on: its frame's own, else the job's."""

@@ -228,7 +228,7 @@ class Converter:
                 w, h, _ = size_from_chunks(
                     self.reader.chunks(url, relative_to), self.limits.header_max_bytes
                 )
-                return ImageSize(w, h, "header")
+                return ImageSize(w, h, "header", url)
             except ConversionError as exc:
                 failures.append(f"{pointer.rsplit('/', 1)[-1]}: {exc.message}")
         detail = "; ".join(failures) or "no width/height, mask or image URL in the job"

@@ -8,8 +8,10 @@ import contextlib
 import io
 import ipaddress
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -17,6 +19,7 @@ from PIL import Image
 from shared.config import Config
 from shared.errors import ConversionError, TransientError
 from shared.fetch import Fetcher, UrlReader
+from shared.jsonio import dump_json
 from shared.pipeline import Converter, Outcome, Pipeline, SourceRef
 from shared.registry import CategoryRegistry
 from shared.runtime import build_converter, fetch_policy
@@ -24,6 +27,7 @@ from shared.storage import MemoryStore, ObjectInfo
 from tests.cocoutil import load_coco
 from tests.httpserver import Answer, CountingServer, Drip
 
+GOLDEN = Path(__file__).parent.parent / "data" / "golden" / "converter"
 NAME = "exports/job.json"
 PREFIX = "exports/job.json@"
 LEASE_S = 900.0
@@ -342,6 +346,12 @@ def test_every_frame_learns_its_own_size_from_the_first_url_that_works() -> None
                      "2": [5.0, 45.0, 10.0, 45.0]}
     assert [f["size_source"] for f in output.report["frames"]] == ["header"] * 3
     assert "/gone" in cdn.hits and "/x" not in cdn.hits
+    # Golden: the whole COCO file (the server's port made stable).
+    text = dump_json(output.coco).decode().replace(f":{cdn.port}/", ":{port}/")
+    golden = GOLDEN / "cdn_frames.coco.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
 
 
 def test_a_frame_whose_urls_all_fail_names_each_failure() -> None:

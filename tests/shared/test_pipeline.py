@@ -382,3 +382,12 @@ def test_unknown_keys_are_counted_in_the_report_and_kept_keys_reach_coco() -> No
     assert output.report["ignored_keys"] == {"mystery": 2, "other": 1}
     coco = load_coco(output.coco)
     assert [a["gt_color"] for a in coco.dataset["annotations"]] == [[16, 32, 48]] * 2
+
+
+def test_a_repeated_event_writes_nothing_not_even_a_lease() -> None:
+    world = World()
+    ref = world.upload("old")
+    assert world.deliver(ref).status == "converted"
+    start = len(world.out.ops)
+    assert world.deliver(ref).status == "duplicate"
+    assert [op for op in world.out.ops[start:] if op[0] in {"write", "delete"}] == []

@@ -149,6 +149,8 @@ MALFORMED: list[tuple[str, Any]] = [
     ("a float generation", {"bucket": IN, "name": "a.json", "generation": 1.5}),
     ("a negative size", {"bucket": IN, "name": "a.json", "generation": "1", "size": "-4"}),
     ("a dict generation", {"bucket": IN, "name": "a.json", "generation": {"x": 1}}),
+    ("an int generation past int64", {"bucket": IN, "name": "a.json", "generation": 2**70}),
+    ("a negative int generation", {"bucket": IN, "name": "a.json", "generation": -5}),
 ]
 
 
@@ -216,3 +218,13 @@ def test_read_retries_end_at_the_configured_deadline(
         proxy.unavailable.remove("slow%2Fread.json")
     assert response.status_code == 500
     assert post_event(trigger[0], data).status_code == 200
+
+
+def test_an_event_naming_another_bucket_converts_nothing(gcs: Gcs, trigger: Trigger) -> None:
+    """The object exists in the input bucket under that name; the event claims another
+    bucket: it is skipped, never read from the input bucket instead."""
+    data = upload(gcs[1], "elsewhere/x.json", json.dumps(job()).encode())
+    for bucket in ("someone-elses-bucket", OUT):
+        response = post_event(trigger[0], data | {"bucket": bucket})
+        assert response.status_code == 200
+    assert outputs(gcs[1], "elsewhere/") == {}

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.config import Config, Limits
-from shared.errors import ConfigurationError
+from shared.errors import ConfigurationError, TooLargeError
 from shared.pipeline import SourceRef
 from shared.registry import (
     REGISTRY_NAME,
@@ -118,3 +118,12 @@ def test_a_damaged_or_oversized_registry_names_the_recovery(damage: bytes) -> No
         CategoryRegistry(store, limits=SMALL).ensure(["car"])
     assert REGISTRY_NAME in str(info.value)
     assert store.read(REGISTRY_NAME) == damage  # never overwritten by a guess
+
+
+def test_the_registry_itself_refuses_over_long_labels() -> None:
+    """Labels reach it from shapes and from raster legends: it checks every one itself."""
+    store = MemoryStore()
+    with pytest.raises(TooLargeError) as info:
+        CategoryRegistry(store, limits=SMALL).ensure(["car", "x" * 21])
+    assert info.value.code == "label_too_long"
+    assert store.read_if_exists(REGISTRY_NAME) is None

@@ -98,12 +98,22 @@ def test_bare_legend_detection() -> None:
     assert not is_bare_legend({"url": "m.png", "legend": {}})
 
 
+# Golden inputs that are meant to be refused, and why.
+REFUSED = {"sensor_fusion_camera_lidar.json": "unsupported_job_type"}
+
+
 def test_golden_inputs_all_parse() -> None:
     parsed = 0
     for path in sorted(GOLDEN.iterdir()):
         # A JSON beside a PNG of the same name is a raster pair's legend, not a job.
         if path.suffix == ".json" and not path.with_suffix(".png").exists():
-            assert _jobs(json.loads(path.read_text())), path
+            doc = json.loads(path.read_text())
+            if path.name in REFUSED:
+                with pytest.raises(ConversionError) as info:
+                    _jobs(doc)
+                assert info.value.code == REFUSED[path.name]
+                continue
+            assert _jobs(doc), path
             parsed += 1
     assert parsed >= 8
 

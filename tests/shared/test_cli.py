@@ -108,14 +108,18 @@ def test_an_input_name_too_long_for_its_outputs_fails_alone(tmp_path: Path) -> N
 
 
 def test_an_unreadable_input_fails_alone(tmp_path: Path) -> None:
+    """A symlink out of the source folder is refused (it is not the user's export tree);
+    the inputs around it still convert."""
     (tmp_path / "in").mkdir()
+    (tmp_path / "secret.json").write_text(json.dumps(JOB))
+    (tmp_path / "in" / "a_escape.json").symlink_to(tmp_path / "secret.json")
+    (tmp_path / "in" / "b_dangling.json").symlink_to(tmp_path / "nowhere.json")
     (tmp_path / "in" / "ok.json").write_text(json.dumps(JOB))
-    (tmp_path / "in" / "dangling.json").symlink_to(tmp_path / "nowhere.json")
-    (tmp_path / "in" / "folder.json").mkdir()
     code, out, err = run("convert", str(tmp_path / "in"), "--out", str(tmp_path / "out"))
     assert "Traceback" not in err
+    assert code == 1 and "a_escape.json" in out and "escapes" in out
     assert (tmp_path / "out" / "ok.json@" / "coco.json").exists()
-    assert code in {0, 1}
+    assert not (tmp_path / "out" / "a_escape.json@").exists()
 
 
 def test_gs_sources_without_credentials_say_so(tmp_path: Path) -> None:

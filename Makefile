@@ -13,12 +13,13 @@ export NO_GCE_CHECK := true
 export CHECKPOINT_DISABLE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install test lint typecheck infra-lint unit demo bench archive deploy destroy clean
+.PHONY: help install test lint typecheck infra-lint unit demo bench mutants archive deploy destroy clean
 
 help:
 	@echo "make demo   - run the pipeline end to end on a local storage emulator"
 	@echo "make test   - lint, type-check and run every test"
 	@echo "make bench  - benchmarks against the guide's algorithms"
+	@echo "make mutants - break each safety guard once; the tests must notice (about an hour)"
 	@echo "make deploy - build the function archive and terraform apply infra/ (needs gcloud auth)"
 
 $(STAMP):
@@ -54,6 +55,10 @@ test: lint typecheck infra-lint unit
 
 demo: $(STAMP)
 	$(PY) -m demo
+
+# Breaks each guard of SPEC §6/§7 once and checks the suite fails (about an hour).
+mutants: $(STAMP)
+	$(PY) -m tests.mutants $(ONLY)
 
 bench: $(STAMP)
 	$(PY) -m bench.vector

@@ -1,0 +1,138 @@
+"""Break each guard of SPEC §6 and §7 once and check the suite notices (`make mutants`).
+
+Each mutant replaces one guard's text in a scratch git worktree of HEAD, runs the tests with
+`-x`, and counts as caught when they fail.  About a minute a mutant; not part of `make test`.
+Usage: python -m tests.mutants [label-substring ...]
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Mutant(NamedTuple):
+    label: str
+    path: str
+    old: str
+    new: str
+
+
+MUTANTS = [Mutant(*m) for m in [
+ # SPEC §7
+ ("fetch: non-global addresses allowed", "shared/fetch.py", "if not ip.is_global or ip.is_multicast:", "if ip.is_multicast:"),
+ ("fetch: multicast allowed", "shared/fetch.py", "if not ip.is_global or ip.is_multicast:", "if not ip.is_global:"),
+ ("fetch: site-local / NAT64 local-use allowed", "shared/fetch.py", "if any(ip in net for net in _V6_REFUSED):", "if False:"),
+ ("fetch: embedded IPv4 ignored", "shared/fetch.py", "return all(self.address_allowed(v4) for v4 in embedded_ipv4(ip))", "return True"),
+ ("fetch: 6to4 not decoded", "shared/fetch.py", "    if ip.sixtofour is not None:", "    if False:"),
+ ("fetch: Teredo not decoded", "shared/fetch.py", "    if ip.teredo is not None:", "    if False:"),
+ ("fetch: NAT64 well-known prefix not decoded", "shared/fetch.py", '        "64:ff9b::/96",  # NAT64', '        "::1/128",  # NAT64'),
+ ("fetch: suffix allow-list matches evilexample.com", "shared/fetch.py", "host.endswith(h.lower())", "host.endswith(h.lower().lstrip('.'))"),
+ ("fetch: allow-list ignored", "shared/fetch.py", "        if not web:\n            return True", "        if True:\n            return True"),
+ ("fetch: no redirect cap", "shared/fetch.py", "range(self.policy.max_redirects + 1)", "range(50)"),
+ ("fetch: redirects not re-vetted", "shared/fetch.py", "            scheme, host, port, address = self.vet(url)\n", "            scheme, host, port, address = self.vet(url) if _ == 0 else (urlsplit(url).scheme, urlsplit(url).hostname or '', urlsplit(url).port or 80, self.resolver(urlsplit(url).hostname or '', 80)[0])\n"),
+ ("fetch: no TLS verification", "shared/fetch.py", 'cert_reqs="CERT_REQUIRED"', 'cert_reqs="CERT_NONE"'),
+ ("fetch: no TLS host name check", "shared/fetch.py", "assert_hostname=host,", "assert_hostname=False,"),
+ ("fetch: no wall-clock watchdog", "shared/fetch.py", "    def _fire(self) -> None:\n", "    def _fire(self) -> None:\n        return\n"),
+ ("fetch: gs:// any bucket", "shared/fetch.py", "return bucket in self.buckets", "return True"),
+ ("fetch: credentials in URLs allowed", "shared/fetch.py", "        if parts.username or parts.password:", "        if False:"),
+ ("fetch: any scheme", "shared/fetch.py", "if scheme not in self.policy.schemes:", "if scheme not in self.policy.schemes | {'http', 'ftp', 'file'}:"),
+ ("fetch: local files outside the CLI", "shared/fetch.py", '            raise refused(url, "local files are read only from the command line")', '            return iter([open(parts.path, "rb").read()])'),
+ ("fetch: no size cap", "shared/fetch.py", "if total > self.policy.max_bytes:", "if False:"),
+ ("runtime: gs:// allow-list widened to every bucket", "shared/runtime.py", "    allowed = {config.input_bucket, *buckets}", "    allowed = {config.input_bucket, *buckets, 'shared-masks', 'someone-else', 'other', 'gtcoco-test-denied'}"),
+ # SPEC §6
+ ("pipeline: own outputs (metadata) processed", "shared/pipeline.py", "    if metadata and metadata.get(OUTPUT_MARKER):", "    if False:"),
+ ("pipeline: output names processed", "shared/pipeline.py", "    if layout.is_output_name(name):", "    if False:"),
+ ("pipeline: stale generation not skipped", "shared/pipeline.py", "if live.generation != ref.generation:", "if False:"),
+ ("pipeline: no early duplicate check", "shared/pipeline.py", "and _generations(sources).items() <= _generations(found.sources).items()", "and False"),
+ ("pipeline: no duplicate check under the lease", "shared/pipeline.py", "                and _generations(sources) == _generations(found.sources)\n", "                and False\n"),
+ ("pipeline: older sources not stopped under the lease", "shared/pipeline.py", "            found = self._marker(place)  # again, now that no one else writes here\n            if found is not None and older(sources, found.sources):", "            found = self._marker(place)  # again, now that no one else writes here\n            if False:"),
+ ("pipeline: old report kept while writing", "shared/pipeline.py", "            for name in (place.report, place.error):\n                self.out.delete(name)\n", ""),
+ ("pipeline: leftovers of the last run kept", "shared/pipeline.py", "                if name not in keep:", "                if False:"),
+ ("pipeline: report written first", "shared/pipeline.py", "            written: set[str] = set()\n", "            written: set[str] = set()\n            self.out.write(place.report, b'{}', 'application/json')\n"),
+ ("pipeline: lease without precondition", "shared/pipeline.py", '"application/json", if_generation_match=0', '"application/json", if_generation_match=None'),
+ ("pipeline: live lease ignored", "shared/pipeline.py", "live = isinstance(expires, (int, float)) and expires > self.clock()", "live = False"),
+ ("pipeline: expired lease never taken over", "shared/pipeline.py", "            with contextlib.suppress(PreconditionFailed, NotFound):\n                self.out.delete(name, if_generation_match=held.generation)", "            raise TransientError('held')"),
+ ("pipeline: newer lease holder not respected", "shared/pipeline.py", "            if older(sources, held.sources):", "            if False:"),
+ ("pipeline: no input size limit", "shared/pipeline.py", "        if len(data) > limit:", "        if False:"),
+ ("pipeline: no declared size limit", "shared/pipeline.py", "        if ref.size is not None and ref.size > limit:", "        if False:"),
+ ("pipeline: scaled mask unchecked", "shared/pipeline.py", "if mask is not None and size.width * size.height > self.limits.max_mask_pixels:", "if False:"),
+ ("pipeline: names too long not caught", "shared/pipeline.py", "        if not layout.fits(place.prefix, _LONGEST_BATCH_FILE):", "        if False:"),
+ ("layout: leading dot not encoded", "shared/layout.py", "not (i == 0 and byte == ord(\".\"))", "True"),
+ ("layout: @ not encoded", "shared/layout.py", "0123456789-_.\")", "0123456789-_.@\")"),
+ ("layout: / not encoded", "shared/layout.py", "0123456789-_.\")", "0123456789-_./\")"),
+ ("layout: repeated reference ids share a folder", "shared/layout.py", 'return f"{encoded}~{position}" if repeated else encoded', "return encoded"),
+ ("service: other buckets' events processed", "shared/service.py", "if ref.bucket != self.config.input_bucket:", "if False:"),
+ ("service: stale events processed", "shared/service.py", "if age is not None and age > self.config.max_event_age_s:", "if False:"),
+ ("service: equal buckets allowed", "shared/service.py", "    if config.input_bucket == config.output_bucket:", "    if False:"),
+ ("service: absurd generations accepted", "shared/service.py", "    if not 0 <= number <= _MAX_INT64:", "    if False:"),
+ ("service: generation strings unchecked", "shared/service.py", "    if isinstance(value, str) and not (value.isascii() and value.isdigit() and len(value) <= 19):", "    if False:"),
+ ("service: malformed event data raises", "shared/service.py", "            return Outcome(\"skipped\", \"\", f\"malformed event: {exc}\")", "            raise RuntimeError(exc)"),
+ ("service: /process any bucket", "shared/service.py", "if request[\"bucket\"] != self.config.input_bucket:", "if False:"),
+ ("service: input errors answered 500", "shared/service.py", "return exc.http_status, {\"error\": exc.as_dict()}", "return 500, {\"error\": exc.as_dict()}"),
+ ("service: body size unchecked", "shared/service.py", "if body is None or len(body) > limit:", "if body is None:"),
+ ("main: body read whole", "functions/main.py", "        if total > limit:\n            return None\n", ""),
+ ("jsonio: no depth limit", "shared/jsonio.py", "        elif isinstance(node, list):\n            if depth > max_depth:", "        elif isinstance(node, list):\n            if False:"),
+ ("jsonio: lone surrogates pass", "shared/jsonio.py", "        elif isinstance(node, str) and _has_surrogate(node):", "        elif False:"),
+ ("jsonio: huge integers crash", "shared/jsonio.py", "    except ValueError as exc:\n        # Python refuses", "    except KeyError as exc:\n        # Python refuses"),
+ ("registry: label length unbounded", "shared/registry.py", "        check_labels(wanted, self.limits)", "        pass"),
+ ("registry: category count unbounded", "shared/registry.py", "if len(merged[\"categories\"]) > self.limits.max_categories:", "if False:"),
+ ("coco: polygon walk unbounded", "shared/coco.py", "if steps > limits.max_raster_work:", "if False:"),
+ ("coco: huge frames rasterised whole", "shared/coco.py", "if width * height > frame_limit:", "if False:"),
+ ("storage: 403 not classified", "shared/storage.py", "    except (gexc.BadRequest, gexc.Unauthorized, gexc.Forbidden) as exc:\n        raise AccessDenied", "    except (gexc.BadRequest, gexc.Unauthorized, gexc.Forbidden) as exc:\n        raise TransientError"),
+ ("fetch: gs:// 404 / 403 not classified", "shared/fetch.py", "        except NotFound:\n            # An object", "        except KeyError:\n            # An object"),
+ ("cli: one bad input stops the run", "shared/cli.py", "        except (GtcocoError, AccessDenied, ValueError, OSError) as exc:", "        except KeyError as exc:"),
+ ("runtime: https-only setting ignored", "shared/runtime.py", 'schemes=frozenset({"https"} if config.fetch_https_only else {"http", "https"}),', 'schemes=frozenset({"http", "https"}),'),
+ ("cli: --out file accepted", "shared/cli.py", "Path(args.out).exists() and not Path(args.out).is_dir():", "False:"),
+]]
+
+
+def run(only: list[str]) -> int:
+    chosen = [m for m in MUTANTS if not only or any(o in m.label for o in only)]
+    caught = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        tree = Path(scratch) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree),
+                        "HEAD"], check=True)
+        env = dict(os.environ, PYTHONPATH=str(tree), NO_GCE_CHECK="true", CHECKPOINT_DISABLE="1")
+        try:
+            for mutant in chosen:
+                target = tree / mutant.path
+                text = target.read_text()
+                if mutant.old not in text:
+                    print(f"STALE   {mutant.label}: its guard text is gone; update the list")
+                    continue
+                target.write_text(text.replace(mutant.old, mutant.new, 1))
+                started = time.monotonic()
+                try:
+                    result = subprocess.run(
+                        [sys.executable, "-m", "pytest", "-x", "-q", "-n", "2", "--dist",
+                         "loadgroup", "-p", "no:cacheprovider", "tests/shared", "tests/functions"],
+                        cwd=tree, env=env, capture_output=True, text=True, timeout=900,
+                        check=False)
+                    failed = result.returncode != 0
+                    first = next((line for line in result.stdout.splitlines()
+                                  if line.startswith(("FAILED", "ERROR"))), "")
+                except subprocess.TimeoutExpired:
+                    failed, first = True, "timeout"
+                finally:
+                    target.write_text(text)
+                caught += failed
+                print(f"{'caught' if failed else 'MISSED'}  {mutant.label} "
+                      f"({time.monotonic() - started:.0f}s) {first[:100]}", flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                           check=False)
+    print(f"mutants: {caught} / {len(chosen)} caught")
+    return 0 if caught == len(chosen) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))

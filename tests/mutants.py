@@ -90,6 +90,7 @@ MUTANTS = [Mutant(*m) for m in [
  ("fetch: gs:// 404 / 403 not classified", "shared/fetch.py", "        except NotFound:\n            # An object", "        except KeyError:\n            # An object"),
  ("cli: one bad input stops the run", "shared/cli.py", "        except (GtcocoError, AccessDenied, ValueError, OSError) as exc:", "        except KeyError as exc:"),
  ("runtime: https-only setting ignored", "shared/runtime.py", 'schemes=frozenset({"https"} if config.fetch_https_only else {"http", "https"}),', 'schemes=frozenset({"http", "https"}),'),
+ ("storage: retries ignore the configured deadline", "shared/storage.py", "return DEFAULT_RETRY.with_timeout(self.retry_deadline_s)", "return DEFAULT_RETRY.with_timeout(120.0)"),
  ("cli: --out file accepted", "shared/cli.py", "Path(args.out).exists() and not Path(args.out).is_dir():", "False:"),
 ]]
 

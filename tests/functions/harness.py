@@ -149,7 +149,8 @@ def object_data(bucket: str, name: str, generation: int, size: int,
 
 def post_event(url: str, data: Any, mode: str = "binary",
                event_time: str | None = None, event_id: str | None = None,
-               subject: tuple[str, str] | None = None) -> requests.Response:
+               subject: tuple[str, str] | None = None, timeout: float = 120
+               ) -> requests.Response:
     """A CloudEvent as Eventarc posts it; `subject` (bucket, name) names the object in the
     attributes when `data` does not (malformed data)."""
     bucket, name = subject or (data["bucket"], data["name"])
@@ -160,9 +161,9 @@ def post_event(url: str, data: Any, mode: str = "binary",
     if mode == "binary":
         headers = {f"ce-{k}": v for k, v in attrs.items()}
         headers["Content-Type"] = "application/json"
-        return requests.post(url, data=json.dumps(data), headers=headers, timeout=120)
+        return requests.post(url, data=json.dumps(data), headers=headers, timeout=timeout)
     body = {**attrs, "datacontenttype": "application/json", "data": data}
-    return requests.post(url, data=json.dumps(body), timeout=120,
+    return requests.post(url, data=json.dumps(body), timeout=timeout,
                          headers={"Content-Type": "application/cloudevents+json"})
 
 

@@ -209,11 +209,13 @@ def test_read_retries_end_at_the_configured_deadline(
     gcs: Gcs, trigger: Trigger, proxy: FaultProxy
 ) -> None:
     """Reads of the input answering 503: the function gives up within its 5 s budget and
-    answers 500 (the platform retries), instead of the client's default 120 s per read."""
+    answers 500 (the platform retries), instead of the client's default 120 s per read.
+    The 60 s wait stands for the platform's own request timeout, which would otherwise kill
+    the instance mid-retry."""
     data = upload(gcs[1], "slow/read.json", json.dumps(job()).encode())
     proxy.unavailable.append("slow%2Fread.json")
     try:
-        response = post_event(trigger[0], data)  # gives up after 120 s itself
+        response = post_event(trigger[0], data, timeout=60)
     finally:
         proxy.unavailable.remove("slow%2Fread.json")
     assert response.status_code == 500

@@ -110,7 +110,7 @@ class JobOutput:
 
 @dataclass
 class Outcome:
-    status: str  # converted | partial | failed | skipped | duplicate | waiting | superseded
+    status: str  # converted | partial | failed | skipped | duplicate | waiting
     key: str
     reason: str = ""
     prefix: str = ""  # where this input's outputs are (layout.input_prefix)
@@ -172,10 +172,15 @@ class Converter:
     # -- converting ---------------------------------------------------------------------
 
     def image_size(
-        self, job: Job, mask_size: tuple[int, int] | None, relative_to: str
+        self,
+        job: Job,
+        mask_size: tuple[int, int] | None,
+        relative_to: str,
+        frames: Mapping[str, ImageSize],
     ) -> ImageSize:
         """The job's own image size: explicit fields, else the mask's, else the header of
-        the first image URL that answers (`image_url_original`, then `image_url`)."""
+        the first image URL that answers (`image_url_original`, then `image_url`), else its
+        first frame's (`frames`: each frame's size, from `frame_sizes`)."""
         if job.width and job.height:
             return ImageSize(job.width, job.height, "explicit")
         if mask_size is not None:
@@ -189,7 +194,7 @@ class Converter:
             if url
         ]
         if not urls and job.frames:
-            return self.frame_sizes(job, relative_to)[job.frames[0].frame_id]
+            return frames[job.frames[0].frame_id]
         return self._header_size(urls, relative_to, pointer_join(job.pointer, "image_url"))
 
     def frame_sizes(self, job: Job, relative_to: str) -> dict[str, ImageSize]:
@@ -257,8 +262,9 @@ class Converter:
                     )
                 mask_bytes = self._read_mask(job.raster, relative_to)
             mask = raster.decode_mask(mask_bytes, self.limits.max_mask_pixels, job.raster.pointer)
+        frames = self.frame_sizes(job, relative_to) if job.frames else {}
         size = self.image_size(
-            job, None if mask is None else (mask.width, mask.height), relative_to
+            job, None if mask is None else (mask.width, mask.height), relative_to, frames
         )
         if mask is not None and size.width * size.height > self.limits.max_mask_pixels:
             # The mask is scaled to the image: the scaled raster is what gets allocated.
@@ -279,7 +285,6 @@ class Converter:
                 )
             )
             mask = mask.resized(size.width, size.height)
-        frames = self.frame_sizes(job, relative_to) if job.frames else {}
         labels = job.labels + sorted({e.label for e in entries or []})
         ids = self.registry.ensure(sorted(set(labels)))
         builder = convert_vector_job(job, size, ids, self.options, key, self.limits, frames)

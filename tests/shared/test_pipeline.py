@@ -350,6 +350,7 @@ def test_every_frame_learns_its_own_size_from_the_first_url_that_works() -> None
                      "2": [5.0, 45.0, 10.0, 45.0]}
     assert [f["size_source"] for f in output.report["frames"]] == ["header"] * 3
     assert "/gone" in cdn.hits and "/x" not in cdn.hits
+    assert sorted(cdn.hits) == ["/f0", "/f1", "/f2-original", "/gone"]  # each header read once
     # Golden: the whole COCO file (the server's port made stable).
     text = dump_json(output.coco).decode().replace(f":{cdn.port}/", ":{port}/")
     golden = GOLDEN / "cdn_frames.coco.json"

@@ -13,7 +13,7 @@ from .config import Config
 from .errors import ConfigurationError, ConversionError, GtcocoError, TransientError
 from .logs import log
 from .pipeline import Outcome, Pipeline, SourceRef
-from .runtime import build_converter
+from .runtime import build_pipeline
 from .storage import AccessDenied, GcsStore, ObjectStore
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
@@ -105,8 +105,7 @@ class Service:
         deadline = config.storage_retry_deadline_s
         source = GcsStore(config.input_bucket, retry_deadline_s=deadline)
         out = GcsStore(config.output_bucket, retry_deadline_s=deadline)
-        pipeline = Pipeline(source, out, build_converter(config, out), config.lock_lease_s)
-        return cls(config, source, out, pipeline)
+        return cls(config, source, out, build_pipeline(config, source, out))
 
     # -- storage trigger -----------------------------------------------------------------
 

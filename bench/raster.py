@@ -31,12 +31,12 @@ from typing import ParamSpec, TypeVar
 import cv2
 import numpy as np
 
-from shared.coco import CocoBuilder, ImageSize
+from shared.coco.builder import CocoBuilder, ImageSize
 from shared.config import Options
-from shared.gt_studio import Job
-from shared.legend import LegendEntry, parse_legend
-from shared.pngwrite import encode_bitmask, encode_gray
-from shared.raster import add_regions, decode_mask
+from shared.gtstudio.legend import LegendEntry, parse_legend
+from shared.gtstudio.records import Job
+from shared.raster.pngwrite import encode_bitmask, encode_gray
+from shared.raster.regions import add_regions, decode_mask
 from tests.masks import encode_png, legend_for, paint, palette
 
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from shared.coco import ImageSize, convert_vector_job
+from shared.coco.builder import ImageSize, convert_vector_job
 from shared.config import Limits, Options
-from shared.fetch import Fetcher, FetchPolicy
-from shared.gt_studio import parse_job
-from shared.imagesize import size_from_chunks
+from shared.gtstudio.jobs import parse_job
+from shared.io.fetch import Fetcher, FetchPolicy
+from shared.raster.imagesize import size_from_chunks
 from tests.httpserver import CountingServer
 
 

@@ -20,7 +20,7 @@ import requests
 from google.cloud import storage
 
 from demo.examples import example_objects
-from shared import layout
+from shared.app import layout
 from tests.functions.harness import (
     function_env,
     function_server,

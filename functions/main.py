@@ -13,8 +13,8 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from shared.app.service import Service
 from shared.config import Config
-from shared.service import Service
 
 SERVICE = Service.from_config(Config.from_env())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import BadRequest, ConversionError, TooLargeError
+from shared.errors import BadRequest, ConversionError, TooLargeError
 
 
 def _has_surrogate(text: str) -> bool:

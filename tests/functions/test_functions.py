@@ -208,7 +208,7 @@ def test_convert_returns_coco(api: str) -> None:
 def test_cli_reads_and_writes_gs(gcs: Gcs, tmp_path: Path) -> None:
     _, client = gcs
     upload(client, "cli/a.json", json.dumps(job()).encode())
-    result = subprocess.run([sys.executable, "-m", "shared.cli", "convert", f"gs://{IN}/cli/",
+    result = subprocess.run([sys.executable, "-m", "shared.app.cli", "convert", f"gs://{IN}/cli/",
                              "--out", f"gs://{OUT}/from-cli"], capture_output=True, text=True,
                             timeout=120, check=False, env=function_env(gcs[0], IN, OUT))
     assert result.returncode == 0, result.stderr

@@ -28,9 +28,9 @@ IN, OUT = "archive-in", "archive-out"
 
 def test_archive_holds_the_import_closure_of_main_and_nothing_else() -> None:
     names = set(archive_files())
-    assert {"main.py", "requirements.txt", "shared/__init__.py", "shared/service.py",
-            "shared/storage.py", "shared/raster.py"} <= names
-    assert "shared/cli.py" not in names  # the command line is not deployed
+    assert {"main.py", "requirements.txt", "shared/__init__.py", "shared/app/service.py",
+            "shared/io/storage.py", "shared/raster/regions.py"} <= names
+    assert "shared/app/cli.py" not in names  # the command line is not deployed
     assert all(n in {"main.py", "requirements.txt"} or n.startswith("shared/") for n in names)
     assert all(n.endswith((".py", ".txt")) for n in names)
 

@@ -5,10 +5,11 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.coco import CocoBuilder, ImageSize
+from shared.coco.builder import CocoBuilder, ImageSize
 from shared.config import Limits, Options
 from shared.geometry import bbox_of, natural_sorted, order_polygon, ring_from_edges
-from shared.gt_studio import Job, parse_shape
+from shared.gtstudio.records import Job
+from shared.gtstudio.shapes import parse_shape
 
 coord = st.floats(min_value=-0.2, max_value=1.2, allow_nan=False)
 point = st.tuples(coord, coord)

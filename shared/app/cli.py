@@ -1,0 +1,217 @@
+"""`gtcoco convert SRC... --out DST`: the pipeline of the cloud functions, on files or gs://."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import posixpath
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from shared import __version__
+from shared.app.pipeline import Outcome, SourceRef, key_for, raster_pair
+from shared.app.runtime import build_pipeline
+from shared.config import Config, Options
+from shared.errors import GtcocoError
+from shared.io.storage import (
+    AccessDenied,
+    LocalStore,
+    NotFound,
+    ObjectStore,
+    open_store,
+    parse_gs_uri,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gtcoco", description="GT Studio exports to COCO.")
+    parser.add_argument("--version", action="version", version=f"gtcoco {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    convert = sub.add_parser("convert", help="convert exports to the layout of SPEC §3")
+    convert.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SRC",
+        help="export files, folders (recursive) or gs://bucket/prefix",
+    )
+    convert.add_argument("--out", required=True, metavar="DST", help="folder or gs://bucket/prefix")
+    convert.add_argument(
+        "--categories", metavar="FILE", help="the project's class list (seeds category ids)"
+    )
+    convert.add_argument(
+        "--rect-as-polygon",
+        action="store_true",
+        default=None,
+        help="emit rectangles as 4-corner polygons too",
+    )
+    convert.add_argument(
+        "--raster-segmentation",
+        choices=["auto", "rle", "polygon"],
+        help="segmentation of raster regions (default auto)",
+    )
+    convert.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
+    return parser
+
+
+def _sources(locations: Sequence[str]) -> list[tuple[ObjectStore, str, Path | None]]:
+    """(store, object name, local root) for every candidate object under the locations."""
+    found: list[tuple[ObjectStore, str, Path | None]] = []
+    for location in locations:
+        if location.startswith("gs://"):
+            bucket, prefix = parse_gs_uri(location)
+            store = open_store(f"gs://{bucket}")
+            found += [(store, name, None) for name in store.list(prefix)]
+            continue
+        path = Path(location)
+        if path.is_file():
+            root = path.parent.resolve()
+            found.append((LocalStore(root), path.name, root))
+        elif path.is_dir():
+            local = LocalStore(path)
+            found += [(local, name, local.root) for name in local.list()]
+        else:
+            raise FileNotFoundError(location)
+    return found
+
+
+def _pair_duplicates(found: list[tuple[ObjectStore, str, Path | None]]) -> set[int]:
+    """Positions of masks whose legend is in the same run: the pair is converted once."""
+    names = {(id(store), name) for store, name, _ in found}
+    return {
+        i
+        for i, (store, name, _) in enumerate(found)
+        if name.lower().endswith(".png") and (id(store), raster_pair(name)[1]) in names
+    }
+
+
+class Progress:
+    def __init__(self, total: int, stream: TextIO, enabled: bool) -> None:
+        self.total, self.stream, self.enabled = total, stream, enabled and total > 1
+
+    def show(self, done: int, name: str) -> None:
+        if self.enabled:
+            width = 30
+            filled = width * done // self.total
+            self.stream.write(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {name[-40:]:<40}"
+            )
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 90 + "\r")
+
+
+def convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = Config.from_env()
+    options = Options(
+        rect_as_polygon=config.options.rect_as_polygon
+        if args.rect_as_polygon is None
+        else args.rect_as_polygon,
+        raster_segmentation=args.raster_segmentation or config.options.raster_segmentation,
+    )
+    config = dataclasses.replace(
+        config, options=options, categories_seed=args.categories or config.categories_seed
+    )
+    if not args.out.startswith("gs://") and Path(args.out).exists() and not Path(args.out).is_dir():
+        err.write(f"gtcoco: --out {args.out} is a file; give a folder or gs://bucket/prefix\n")
+        return EXIT_USAGE
+    try:
+        found = _sources(args.sources)
+    except FileNotFoundError as exc:
+        err.write(f"gtcoco: no such file or folder: {exc}\n")
+        return EXIT_USAGE
+    except (AccessDenied, NotFound) as exc:
+        err.write(f"gtcoco: cannot list a source: {exc}\n")
+        return EXIT_USAGE
+    destination = open_store(args.out, config.storage_retry_deadline_s)
+    buckets = tuple(sorted({s.bucket for s, _, root in found if root is None}))
+    skip = _pair_duplicates(found)
+    progress = Progress(len(found), err, err.isatty() and not args.quiet)
+    pipelines = {}
+    tally: Counter[str] = Counter()
+    written = 0
+    started = time.monotonic()
+    for done, (store, name, root) in enumerate(found, start=1):
+        progress.show(done, name)
+        if done - 1 in skip:
+            continue
+        try:
+            if id(store) not in pipelines:
+                pipelines[id(store)] = build_pipeline(
+                    config, store, destination, local_root=root, buckets=buckets
+                )
+            info = store.stat(name)
+            generation = info.generation if root is None and info else None
+            ref = SourceRef(
+                store.bucket,
+                name,
+                generation,
+                info.size if info else None,
+                info.metadata if info else {},
+            )
+            outcome = pipelines[id(store)].process(ref)
+        except (GtcocoError, AccessDenied, ValueError, OSError) as exc:
+            # One input's failure (a retryable fault, a refused name, an unreadable file)
+            # never stops the rest.
+            outcome = Outcome("failed", key_for(name), f"{type(exc).__name__}: {exc}")
+        tally[outcome.status] += 1
+        written += len(outcome.outputs)
+        if not args.quiet:
+            _print_outcome(outcome, name, out, progress)
+    progress.close()
+    seconds = time.monotonic() - started
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(tally.items())) or "nothing to convert"
+    out.write(f"gtcoco: {summary}; {written} objects written to {args.out} in {seconds:.1f}s\n")
+    return EXIT_FAILED if tally["failed"] or tally["partial"] else EXIT_OK
+
+
+def _print_outcome(outcome: Outcome, name: str, out: TextIO, progress: Progress) -> None:
+    if progress.enabled:
+        out.write("\r")
+    line = f"{outcome.status:<9} {name}"
+    if outcome.status in {"converted", "partial"} and outcome.report:
+        counts = outcome.report.get("counts") or {}
+        jobs = outcome.report.get("jobs")
+        line += (
+            f" -> {len(jobs)} jobs"
+            if jobs
+            else f" -> {posixpath.join(outcome.prefix, 'coco.json')} "
+            f"({counts.get('annotations', 0)} annotations)"
+        )
+    for error in outcome.errors:
+        e = error["error"]
+        line += f"\n          {error['key']}: {e['code']}: {e['message']}"
+        if e["pointer"]:
+            line += f" (at {e['pointer']})"
+    if (outcome.status in {"skipped", "waiting", "duplicate"} and outcome.reason) or (
+        outcome.status == "failed" and not outcome.errors
+    ):
+        line += f" ({outcome.reason})"
+    out.write(line + "\n")
+
+
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code else EXIT_OK
+    try:
+        return convert(args, out, err)
+    except (ValueError, GtcocoError, AccessDenied, OSError) as exc:
+        err.write(f"gtcoco: {getattr(exc, 'message', exc)}\n")
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Assembles stores, the guarded fetcher, the registry and the converter from configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+from shared.app.pipeline import Converter, Pipeline
+from shared.config import Config
+from shared.errors import ConversionError
+from shared.io.fetch import Fetcher, FetchPolicy, Resolver, UrlReader, system_resolver
+from shared.io.registry import CategoryRegistry, parse_seed
+from shared.io.storage import GcsStore, ObjectStore, parse_gs_uri
+
+
+def fetch_policy(config: Config, buckets: tuple[str, ...] = (), **overrides: Any) -> FetchPolicy:
+    """The guard for URLs in exports; `gs://` may name the input bucket, the allow-list's
+    `gs://` entries and `buckets` (the command line's source buckets), nothing else."""
+    allowed = {config.input_bucket, *buckets}
+    allowed |= {h[5:].strip("/") for h in config.fetch_allow_hosts if h.startswith("gs://")}
+    base = FetchPolicy(
+        max_bytes=config.limits.fetch_max_bytes,
+        timeout_s=config.limits.fetch_timeout_s,
+        allow_hosts=config.fetch_allow_hosts,
+        buckets=tuple(sorted(allowed - {""})),
+        schemes=frozenset({"https"} if config.fetch_https_only else {"http", "https"}),
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+@functools.cache
+def _bucket(name: str) -> ObjectStore:
+    return GcsStore(name, retry_deadline_s=Config.from_env().storage_retry_deadline_s)
+
+
+def load_seed(location: str, reader: UrlReader) -> list[str]:
+    """The categories file: `gs://` through the adapter, else a local path."""
+    if not location:
+        return []
+    if location.startswith("gs://"):
+        bucket, name = parse_gs_uri(location)
+        return parse_seed(_bucket(bucket).read(name))
+    path = Path(location)
+    if not path.is_file():
+        raise ConversionError("invalid_categories", f"categories file not found: {location}")
+    return parse_seed(path.read_bytes())
+
+
+def build_converter(
+    config: Config,
+    out: ObjectStore,
+    *,
+    local_root: Path | None = None,
+    policy: FetchPolicy | None = None,
+    resolver: Resolver = system_resolver,
+    open_bucket: bool = True,
+    buckets: tuple[str, ...] = (),
+) -> Converter:
+    fetcher = Fetcher(policy or fetch_policy(config, buckets), resolver)
+    reader = UrlReader(fetcher, _bucket if open_bucket else None, local_root)
+    registry = CategoryRegistry(
+        out, seed=load_seed(config.categories_seed, reader), limits=config.limits
+    )
+    return Converter(config, reader, registry)
+
+
+def build_pipeline(
+    config: Config, source: ObjectStore, out: ObjectStore, **kwargs: Any
+) -> Pipeline:
+    """A pipeline from `source` to `out`; keyword arguments go to `build_converter`."""
+    return Pipeline(source, out, build_converter(config, out, **kwargs), config.lock_lease_s)

@@ -1,0 +1,261 @@
+"""What the cloud functions do, free of any web framework: events and requests in,
+outcomes and (status, body) out.  `functions/main.py` only adapts types."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.app.logs import log
+from shared.app.pipeline import Outcome, Pipeline, SourceRef
+from shared.app.runtime import build_pipeline
+from shared.config import Config
+from shared.errors import ConfigurationError, ConversionError, GtcocoError, TransientError
+from shared.io.storage import AccessDenied, GcsStore, ObjectStore
+
+FINALIZED = "google.cloud.storage.object.v1.finalized"
+JSON_TYPES = {"application/json", "application/x-ndjson", "application/jsonl", "text/plain"}
+# Object generations and sizes are int64 in Cloud Storage; anything else is not an object.
+_MAX_INT64 = 2**63 - 1
+
+Response = tuple[int, dict[str, Any]]
+
+__all__ = ["ConfigurationError", "Service", "validate"]
+
+
+def validate(config: Config) -> None:
+    """Refuse to start on a configuration that would lose data or loop (SPEC §6)."""
+    if not config.input_bucket or not config.output_bucket:
+        raise ConfigurationError("INPUT_BUCKET and OUTPUT_BUCKET must both be set")
+    if config.input_bucket == config.output_bucket:
+        raise ConfigurationError(
+            f"INPUT_BUCKET and OUTPUT_BUCKET are both {config.input_bucket!r}: outputs would "
+            "re-trigger the function; use two buckets"
+        )
+
+
+class MalformedEvent(Exception):
+    pass
+
+
+def _count(value: Any, what: str) -> int | None:
+    """A generation or size: storage events carry them as decimal strings (int64)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise MalformedEvent(f"{what} must be a decimal string, got {type(value).__name__}")
+    if isinstance(value, str) and not (value.isascii() and value.isdigit() and len(value) <= 19):
+        raise MalformedEvent(f"{what} {value[:30]!r} is not a decimal int64")
+    number = int(value)
+    if not 0 <= number <= _MAX_INT64:
+        raise MalformedEvent(f"{what} {number} is out of the int64 range")
+    return number
+
+
+def event_ref(data: Any) -> SourceRef:
+    """The object a finalized event names, or `MalformedEvent` saying what is wrong."""
+    if not isinstance(data, Mapping):
+        raise MalformedEvent(f"event data is {type(data).__name__}, not an object")
+    bucket, name = data.get("bucket"), data.get("name")
+    if not isinstance(bucket, str) or not bucket:
+        raise MalformedEvent("event data has no bucket string")
+    if not isinstance(name, str) or not name:
+        raise MalformedEvent("event data has no name string")
+    metadata = data.get("metadata")
+    if not isinstance(metadata, Mapping):
+        metadata = {}
+    return SourceRef(
+        bucket,
+        name,
+        _count(data.get("generation"), "generation"),
+        _count(data.get("size"), "size"),
+        {str(k): str(v) for k, v in metadata.items()},
+    )
+
+
+def _age_seconds(timestamp: Any, now: float) -> float | None:
+    if not timestamp or not isinstance(timestamp, str):
+        return None
+    try:
+        when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return now - when.timestamp()
+
+
+def error_body(code: str, message: str, pointer: str = "") -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "pointer": pointer}}
+
+
+@dataclass
+class Service:
+    config: Config
+    source: ObjectStore
+    out: ObjectStore
+    pipeline: Pipeline
+
+    @classmethod
+    def from_config(cls, config: Config) -> Service:
+        validate(config)
+        deadline = config.storage_retry_deadline_s
+        source = GcsStore(config.input_bucket, retry_deadline_s=deadline)
+        out = GcsStore(config.output_bucket, retry_deadline_s=deadline)
+        return cls(config, source, out, build_pipeline(config, source, out))
+
+    # -- storage trigger -----------------------------------------------------------------
+
+    def handle_event(
+        self,
+        attributes: Mapping[str, Any],
+        data: Any,
+        now: float | None = None,
+    ) -> Outcome:
+        started = time.monotonic()
+        now = time.time() if now is None else now
+        data = data if data is not None else {}
+        view = data if isinstance(data, Mapping) else {}
+        fields = {
+            "event_id": attributes.get("id"),
+            "bucket": view.get("bucket"),
+            "object": view.get("name"),
+            "generation": view.get("generation"),
+        }
+        outcome = self._event_outcome(attributes, data, now)
+        severity = {"failed": "ERROR", "partial": "WARNING"}.get(outcome.status, "INFO")
+        message = f"{outcome.status}: {view.get('name')}"
+        if outcome.reason:
+            message += f" ({outcome.reason})"
+        errors = [e["error"] for e in outcome.errors] or None
+        log(
+            severity,
+            message,
+            outcome=outcome.status,
+            key=outcome.key,
+            errors=errors,
+            outputs=len(outcome.outputs),
+            duration_ms=round((time.monotonic() - started) * 1000),
+            **fields,
+        )
+        return outcome
+
+    def _event_outcome(self, attributes: Mapping[str, Any], data: Any, now: float) -> Outcome:
+        if attributes.get("type") != FINALIZED:
+            return Outcome("skipped", "", f"event type {attributes.get('type')} is not handled")
+        try:
+            ref = event_ref(data)
+        except MalformedEvent as exc:
+            # Not an object at all: retrying it can only fail the same way.
+            return Outcome("skipped", "", f"malformed event: {exc}")
+        name = ref.name
+        if ref.bucket != self.config.input_bucket:
+            return Outcome("skipped", name, f"bucket {ref.bucket} is not INPUT_BUCKET")
+        age = _age_seconds(attributes.get("time") or data.get("timeCreated"), now)
+        if age is not None and age > self.config.max_event_age_s:
+            return Outcome(
+                "skipped",
+                name,
+                f"stale event: {age:.0f}s old, limit {self.config.max_event_age_s}s",
+            )
+        try:
+            return self.pipeline.process(ref)
+        except (TransientError, ConfigurationError) as exc:
+            log(
+                "ERROR",
+                f"{exc.code} failure, the platform will retry: {exc}",
+                event_id=attributes.get("id"),
+                object=name,
+                outcome="retry",
+            )
+            raise
+
+    # -- HTTP --------------------------------------------------------------------------
+
+    def handle_http(
+        self, method: str, path: str, content_type: str | None, body: bytes | None
+    ) -> Response:
+        """`body` None: the edge stopped reading it past `max_json_bytes` (413)."""
+        route = path.rstrip("/") or "/"
+        if route not in {"/convert", "/process"}:
+            return 404, error_body("not_found", f"no route {path}; use POST /convert or /process")
+        if method != "POST":
+            return 405, error_body("method_not_allowed", "use POST")
+        media = (content_type or "").split(";")[0].strip().lower()
+        if media not in JSON_TYPES:
+            return 415, error_body(
+                "unsupported_media_type", f"send application/json, not {media or 'nothing'}"
+            )
+        limit = self.config.limits.max_json_bytes
+        if body is None or len(body) > limit:
+            return 413, error_body("body_too_large", f"the body is over the limit of {limit} bytes")
+        try:
+            if route == "/convert":
+                return self._convert(body, media)
+            return self._process(body)
+        except ConversionError as exc:
+            return exc.http_status, {"error": exc.as_dict()}
+        except GtcocoError as exc:
+            log("ERROR", f"{exc.code} failure answering {route}: {exc}", outcome="error")
+            return exc.http_status, error_body(exc.code, exc.message)
+
+    def _convert(self, body: bytes, media: str) -> Response:
+        converter = self.pipeline.converter
+        name = "body.jsonl" if "ndjson" in media or "jsonl" in media else "body.json"
+        parsed = converter.parse(converter.load(body, name))
+        results: list[dict[str, Any]] = []
+        for item in parsed:
+            key = item.subkey or "body"
+            try:
+                if item.error is not None:
+                    raise item.error
+                assert item.job is not None
+                results.append({"key": key, "coco": converter.convert(item.job, key).coco})
+            except ConversionError as exc:
+                if len(parsed) == 1:
+                    raise
+                results.append({"key": key, "error": exc.as_dict()})
+        if len(parsed) == 1:
+            return 200, results[0]["coco"]
+        return 200, {"jobs": results}
+
+    def _process(self, body: bytes) -> Response:
+        converter = self.pipeline.converter
+        request = converter.load(body, "request.json")
+        if (
+            not isinstance(request, dict)
+            or not isinstance(request.get("name"), str)
+            or not isinstance(request.get("bucket"), str)
+        ):
+            return 400, error_body("invalid_request", 'send {"bucket", "name", "generation"?}')
+        if request["bucket"] != self.config.input_bucket:
+            return 403, error_body(
+                "bucket_not_allowed",
+                f"only the input bucket {self.config.input_bucket} is processed",
+                "/bucket",
+            )
+        try:
+            info = self.source.stat(request["name"])
+        except AccessDenied as exc:  # e.g. a name the storage service cannot hold
+            return 400, error_body("invalid_request", f"storage refused the name: {exc}", "/name")
+        if info is None:
+            return 404, error_body("not_found", f"no object {request['name']}", "/name")
+        try:
+            generation = _count(request.get("generation"), "generation") or info.generation
+        except MalformedEvent as exc:
+            return 400, error_body("invalid_request", str(exc), "/generation")
+        outcome = self.pipeline.process(
+            SourceRef(request["bucket"], request["name"], generation, info.size, info.metadata)
+        )
+        return 200, {
+            "status": outcome.status,
+            "key": outcome.key,
+            "prefix": outcome.prefix,
+            "reason": outcome.reason,
+            "outputs": outcome.outputs,
+            "errors": outcome.errors,
+            "report": outcome.report,
+        }

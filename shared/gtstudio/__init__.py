@@ -1,0 +1,1 @@
+"""GT Studio exports recognised by content and parsed into typed records (no IO)."""

@@ -1,0 +1,461 @@
+"""Object stores: the one module that imports google.cloud, plus a local-folder twin.
+
+Everything else sees `ObjectStore`: bytes in and out by name, generations for
+preconditions, and two exceptions (`NotFound`, `PreconditionFailed`).  Transient faults
+(429/5xx, timeouts, resets) surface as `TransientError` so the platform retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.errors import ConfigurationError, TransientError
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Bucket, Client
+
+# Metadata stamped on every object this pipeline writes, so it is never processed again.
+OUTPUT_MARKER = "gtcoco-output"
+
+
+class NotFound(Exception):
+    pass
+
+
+class PreconditionFailed(Exception):
+    pass
+
+
+class AccessDenied(Exception):
+    """The service refused the request itself (400, 401, 403): retrying cannot help.  For an
+    object an export names this is the input's fault (poison); for our own buckets it is
+    the deployment's (IAM), which the pipeline reports as a configuration error."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    name: str
+    size: int
+    generation: int | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class ObjectStore(Protocol):
+    bucket: str
+
+    def uri(self, name: str) -> str: ...
+
+    def stat(self, name: str) -> ObjectInfo | None: ...
+
+    def read(self, name: str, generation: int | None = None) -> bytes: ...
+
+    def read_range(
+        self, name: str, start: int, end: int, generation: int | None = None
+    ) -> bytes: ...
+
+    def read_if_exists(self, name: str) -> tuple[bytes, int] | None: ...
+
+    def write(
+        self, name: str, data: bytes, content_type: str, if_generation_match: int | None = None
+    ) -> int: ...
+
+    def list(self, prefix: str = "") -> list[str]: ...
+
+    def delete(self, name: str, if_generation_match: int | None = None) -> bool:
+        """Remove an object; False when there was none.  With `if_generation_match`, only
+        that generation (else `PreconditionFailed`)."""
+        ...
+
+
+def content_type_for(name: str) -> str:
+    if name.endswith(".json"):
+        return "application/json"
+    if name.endswith(".png"):
+        return "image/png"
+    return "application/octet-stream"
+
+
+# ---------------------------------------------------------------------------------------
+# Local folders (the command line) and memory (HTTP /convert, unit tests)
+
+
+class LocalStore:
+    """A folder as a bucket.  Generations are mtimes; preconditions hold under a file lock."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.bucket = str(self.root)
+
+    def uri(self, name: str) -> str:
+        return str(self.root / name)
+
+    def _path(self, name: str) -> Path:
+        path = (self.root / name).resolve()
+        if not path.is_relative_to(self.root):
+            raise ValueError(f"{name!r} escapes {self.root}")
+        return path
+
+    def stat(self, name: str) -> ObjectInfo | None:
+        try:
+            st = self._path(name).stat()
+        except FileNotFoundError:
+            return None
+        return ObjectInfo(name, st.st_size, st.st_mtime_ns)
+
+    def read(self, name: str, generation: int | None = None) -> bytes:
+        try:
+            return self._path(name).read_bytes()
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise NotFound(name) from exc
+
+    def read_range(self, name: str, start: int, end: int, generation: int | None = None) -> bytes:
+        try:
+            with self._path(name).open("rb") as f:
+                f.seek(start)
+                return f.read(max(0, end - start))
+        except FileNotFoundError as exc:
+            raise NotFound(name) from exc
+
+    def read_if_exists(self, name: str) -> tuple[bytes, int] | None:
+        info = self.stat(name)
+        if info is None:
+            return None
+        return self.read(name), int(info.generation or 0)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".gtcoco.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def write(
+        self, name: str, data: bytes, content_type: str, if_generation_match: int | None = None
+    ) -> int:
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            if if_generation_match is not None:
+                info = self.stat(name)
+                current = 0 if info is None else int(info.generation or 0)
+                if current != if_generation_match:
+                    raise PreconditionFailed(name)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            return path.stat().st_mtime_ns
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Names starting with `prefix`, as in a bucket: `a/b` lists `a/b.json` and `a/b/c`."""
+        folder = prefix.rpartition("/")[0]
+        base = self._path(folder) if folder else self.root
+        if not base.is_dir():
+            return []
+        names = (
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+        return sorted(n for n in names if n.startswith(prefix))
+
+    def delete(self, name: str, if_generation_match: int | None = None) -> bool:
+        with self._locked():
+            if if_generation_match is not None:
+                info = self.stat(name)
+                if info is None or info.generation != if_generation_match:
+                    raise PreconditionFailed(name)
+            try:
+                self._path(name).unlink()
+            except FileNotFoundError:
+                return False
+            return True
+
+
+class MemoryStore:
+    """A bucket in memory with real generation semantics (thread-safe)."""
+
+    def __init__(self, bucket: str = "memory") -> None:
+        self.bucket = bucket
+        self.objects: dict[str, tuple[bytes, int, dict[str, str]]] = {}
+        self._lock = threading.Lock()
+        self._generation = 0
+
+    def uri(self, name: str) -> str:
+        return f"mem://{self.bucket}/{name}"
+
+    def stat(self, name: str) -> ObjectInfo | None:
+        with self._lock:
+            if name not in self.objects:
+                return None
+            data, gen, meta = self.objects[name]
+            return ObjectInfo(name, len(data), gen, dict(meta))
+
+    def read(self, name: str, generation: int | None = None) -> bytes:
+        with self._lock:
+            if name not in self.objects:
+                raise NotFound(name)
+            data, gen, _ = self.objects[name]
+            if generation is not None and gen != generation:
+                raise NotFound(f"{name}#{generation}")
+            return data
+
+    def read_range(self, name: str, start: int, end: int, generation: int | None = None) -> bytes:
+        return self.read(name, generation)[start:end]
+
+    def read_if_exists(self, name: str) -> tuple[bytes, int] | None:
+        with self._lock:
+            if name not in self.objects:
+                return None
+            data, gen, _ = self.objects[name]
+            return data, gen
+
+    def write(
+        self,
+        name: str,
+        data: bytes,
+        content_type: str,
+        if_generation_match: int | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> int:
+        with self._lock:
+            current = self.objects.get(name, (b"", 0, {}))[1]
+            if if_generation_match is not None and current != if_generation_match:
+                raise PreconditionFailed(name)
+            self._generation += 1
+            self.objects[name] = (
+                bytes(data),
+                self._generation,
+                metadata if metadata is not None else {OUTPUT_MARKER: "1"},
+            )
+            return self._generation
+
+    def list(self, prefix: str = "") -> list[str]:
+        with self._lock:
+            return sorted(n for n in self.objects if n.startswith(prefix))
+
+    def delete(self, name: str, if_generation_match: int | None = None) -> bool:
+        with self._lock:
+            if if_generation_match is not None and (
+                name not in self.objects or self.objects[name][1] != if_generation_match
+            ):
+                raise PreconditionFailed(name)
+            return self.objects.pop(name, None) is not None
+
+
+# ---------------------------------------------------------------------------------------
+# Google Cloud Storage
+
+
+@functools.cache
+def gcs_client() -> Client:
+    """One client per process (instance), created on first use, never at import time."""
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud import storage
+
+    try:
+        return storage.Client()
+    except DefaultCredentialsError as exc:
+        raise ConfigurationError(
+            "no Google Cloud credentials for gs:// (run `gcloud auth application-default "
+            f"login`, or set GOOGLE_APPLICATION_CREDENTIALS): {exc}"
+        ) from None
+
+
+@contextlib.contextmanager
+def _translated(name: str) -> Iterator[None]:
+    from google.api_core import exceptions as gexc
+    from requests import exceptions as rexc
+
+    try:
+        yield
+    except gexc.NotFound as exc:
+        raise NotFound(name) from exc
+    except gexc.PreconditionFailed as exc:
+        raise PreconditionFailed(name) from exc
+    except (gexc.BadRequest, gexc.Unauthorized, gexc.Forbidden) as exc:
+        raise AccessDenied(f"{name}: {exc}") from exc
+    except (gexc.TooManyRequests, gexc.ServerError, gexc.RetryError) as exc:
+        raise TransientError(f"storage fault on {name}: {exc}") from exc
+    except (rexc.ConnectionError, rexc.Timeout, ConnectionError, TimeoutError) as exc:
+        raise TransientError(f"storage connection fault on {name}: {exc}") from exc
+
+
+DEFAULT_RETRY_DEADLINE_S = 60.0
+
+
+class GcsStore:
+    """A bucket through google-cloud-storage.  Every call, read or write, retries 429/5xx
+    with the library's own exponential backoff and jitter, bounded by `retry_deadline_s`;
+    past it the fault surfaces as a TransientError and the platform retries the event."""
+
+    def __init__(
+        self,
+        bucket: str,
+        client: Client | None = None,
+        retry_deadline_s: float = DEFAULT_RETRY_DEADLINE_S,
+    ) -> None:
+        self.bucket = bucket
+        self._client = client
+        self.retry_deadline_s = retry_deadline_s
+
+    @functools.cached_property
+    def _retry(self) -> Any:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        return DEFAULT_RETRY.with_timeout(self.retry_deadline_s)
+
+    # One HTTP request's own timeout (the library's default); the deadline bounds retries.
+    _timeout = 60.0
+
+    @functools.cached_property
+    def _bucket(self) -> Bucket:
+        return (self._client or gcs_client()).bucket(self.bucket)
+
+    def uri(self, name: str) -> str:
+        return f"gs://{self.bucket}/{name}"
+
+    def stat(self, name: str) -> ObjectInfo | None:
+        with _translated(name):
+            blob = self._bucket.get_blob(name, retry=self._retry, timeout=self._timeout)
+        if blob is None:
+            return None
+        return ObjectInfo(name, int(blob.size or 0), blob.generation, dict(blob.metadata or {}))
+
+    def read(self, name: str, generation: int | None = None) -> bytes:
+        with _translated(name):
+            data: bytes = self._bucket.blob(name, generation=generation).download_as_bytes(
+                retry=self._retry, timeout=self._timeout
+            )
+            return data
+
+    def read_range(self, name: str, start: int, end: int, generation: int | None = None) -> bytes:
+        if end <= start:
+            return b""
+        with _translated(name):
+            try:
+                data: bytes = self._bucket.blob(name, generation=generation).download_as_bytes(
+                    start=start, end=end - 1, retry=self._retry, timeout=self._timeout
+                )
+            except Exception as exc:  # 416: the range starts past the end of the object
+                if getattr(exc, "code", None) == 416:
+                    return b""
+                raise
+            return data
+
+    def read_if_exists(self, name: str) -> tuple[bytes, int] | None:
+        with _translated(name):
+            blob = self._bucket.get_blob(name, retry=self._retry, timeout=self._timeout)
+            if blob is None:
+                return None
+            try:
+                data = blob.download_as_bytes(
+                    if_generation_match=blob.generation, retry=self._retry, timeout=self._timeout
+                )
+            except Exception as exc:
+                if type(exc).__name__ in {"NotFound", "PreconditionFailed"}:
+                    return self.read_if_exists(name)  # replaced between stat and read
+                raise
+        return data, int(blob.generation)
+
+    def write(
+        self, name: str, data: bytes, content_type: str, if_generation_match: int | None = None
+    ) -> int:
+        with _translated(name):
+            blob = self._bucket.blob(name)
+            blob.metadata = {OUTPUT_MARKER: "1"}
+            kwargs: dict[str, Any] = {}
+            if if_generation_match is not None:
+                kwargs["if_generation_match"] = if_generation_match
+            blob.upload_from_string(
+                data, content_type=content_type, retry=self._retry, timeout=self._timeout, **kwargs
+            )
+        return int(blob.generation or 0)
+
+    def list(self, prefix: str = "") -> list[str]:
+        with _translated(prefix):
+            return sorted(
+                b.name
+                for b in (self._client or gcs_client()).list_blobs(
+                    self.bucket, prefix=prefix or None, retry=self._retry, timeout=self._timeout
+                )
+            )
+
+    def delete(self, name: str, if_generation_match: int | None = None) -> bool:
+        try:
+            with _translated(name):
+                self._bucket.delete_blob(
+                    name,
+                    if_generation_match=if_generation_match,
+                    retry=self._retry,
+                    timeout=self._timeout,
+                )
+        except NotFound:
+            if if_generation_match is not None:
+                raise PreconditionFailed(name) from None
+            return False
+        return True
+
+
+def parse_gs_uri(uri: str) -> tuple[str, str]:
+    """`gs://bucket/some/prefix` -> (bucket, prefix)."""
+    if not uri.startswith("gs://"):
+        raise ValueError(f"not a gs:// URI: {uri}")
+    bucket, _, prefix = uri[5:].partition("/")
+    if not bucket:
+        raise ValueError(f"no bucket in {uri}")
+    return bucket, prefix
+
+
+class PrefixStore:
+    """A store seen through a name prefix (`gs://bucket/some/prefix` destinations)."""
+
+    def __init__(self, inner: ObjectStore, prefix: str) -> None:
+        self.inner, self.prefix = inner, prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.bucket = inner.bucket
+
+    def uri(self, name: str) -> str:
+        return self.inner.uri(self.prefix + name)
+
+    def stat(self, name: str) -> ObjectInfo | None:
+        info = self.inner.stat(self.prefix + name)
+        return None if info is None else ObjectInfo(name, info.size, info.generation, info.metadata)
+
+    def read(self, name: str, generation: int | None = None) -> bytes:
+        return self.inner.read(self.prefix + name, generation)
+
+    def read_range(self, name: str, start: int, end: int, generation: int | None = None) -> bytes:
+        return self.inner.read_range(self.prefix + name, start, end, generation)
+
+    def read_if_exists(self, name: str) -> tuple[bytes, int] | None:
+        return self.inner.read_if_exists(self.prefix + name)
+
+    def write(
+        self, name: str, data: bytes, content_type: str, if_generation_match: int | None = None
+    ) -> int:
+        return self.inner.write(self.prefix + name, data, content_type, if_generation_match)
+
+    def list(self, prefix: str = "") -> list[str]:
+        return [n[len(self.prefix) :] for n in self.inner.list(self.prefix + prefix)]
+
+    def delete(self, name: str, if_generation_match: int | None = None) -> bool:
+        return self.inner.delete(self.prefix + name, if_generation_match)
+
+
+def open_store(location: str, retry_deadline_s: float = DEFAULT_RETRY_DEADLINE_S) -> ObjectStore:
+    """`gs://bucket[/prefix]` or a local folder."""
+    if location.startswith("gs://"):
+        bucket, prefix = parse_gs_uri(location)
+        store: ObjectStore = GcsStore(bucket, retry_deadline_s=retry_deadline_s)
+        return PrefixStore(store, prefix) if prefix else store
+    return LocalStore(Path(location))

@@ -1,0 +1,366 @@
+"""Colour masks -> per-region COCO, index masks, per-colour PNGs, legend.
+
+Everything comes from one decode and two run passes (runs.py): boxes, pixel counts, Euler
+numbers, index masks, outlines of one-run-per-row regions and every exact RLE.  What is
+left per colour is bounded to its box: tracing the other single-component regions and
+writing its 1-bit PNG.  No per-colour full-frame scan or copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from pycocotools import mask as mask_utils
+
+from shared.coco.builder import CocoBuilder
+from shared.config import Options
+from shared.errors import ConversionError, TooLargeError
+from shared.gtstudio.legend import LegendEntry
+from shared.gtstudio.records import Note
+from shared.jsonio import dump_json
+from shared.raster.imagesize import size_from_header
+from shared.raster.outlines import outline_polygons, traced_outlines
+from shared.raster.pngwrite import encode_bitmask, encode_index_mask
+from shared.raster.runs import (
+    Regions,
+    RowRuns,
+    column_runs,
+    euler_numbers,
+    region_summary,
+    rle_strings,
+    row_bands,
+    row_runs,
+)
+
+UNLABELED = 1 << 24  # packed value of a transparent pixel: outside every colour
+MIN_POLYGON_IOU = 0.95
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass
+class Mask:
+    """A decoded mask as packed 0xRRGGBB values (UNLABELED where alpha is 0)."""
+
+    packed: npt.NDArray[np.uint32]
+
+    @property
+    def height(self) -> int:
+        return int(self.packed.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.packed.shape[1])
+
+    def resized(self, width: int, height: int) -> Mask:
+        rows = (np.arange(height) * self.height // height).astype(np.intp)
+        cols = (np.arange(width) * self.width // width).astype(np.intp)
+        return Mask(np.ascontiguousarray(self.packed[rows][:, cols]))
+
+
+def decode_mask(data: bytes, max_pixels: int, pointer: str = "") -> Mask:
+    """Decode a PNG mask (RGBA, RGB, LA, grey or palette), refusing bombs before decoding."""
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ConversionError("invalid_mask", "the mask is not a PNG", pointer)
+    size = size_from_header(data)
+    if size is None:
+        raise ConversionError("invalid_mask", "the mask PNG header is unreadable", pointer)
+    if size[0] * size[1] > max_pixels:
+        raise TooLargeError(
+            "mask_too_large",
+            f"mask is {size[0]}x{size[1]} = {size[0] * size[1]} pixels, limit {max_pixels}",
+            pointer,
+        )
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ConversionError("invalid_mask", "the mask PNG does not decode", pointer)
+    if image.dtype == np.uint16:
+        image = np.right_shift(image, 8).astype(np.uint8)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGRA)
+    elif image.shape[2] == 2:  # grey + alpha
+        grey, alpha = image[..., 0], image[..., 1]
+        image = cv2.merge([grey, grey, grey, alpha])
+    elif image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2BGRA)
+    image = np.ascontiguousarray(image)
+    # Little-endian BGRA bytes read as uint32 are 0xAARRGGBB: no per-channel arithmetic.
+    height, width = int(image.shape[0]), int(image.shape[1])
+    packed = image.view(np.uint32).reshape(height, width)
+    for r0, r1 in row_bands(height, width):
+        band = packed[r0:r1]
+        transparent = band < (1 << 24)
+        band &= 0xFFFFFF
+        band[transparent] = UNLABELED
+    return Mask(packed)
+
+
+def outer_borders(box: npt.NDArray[np.uint8]) -> tuple[list[npt.NDArray[Any]], int]:
+    """Every border pixel of each component of a box, and the number of holes."""
+    contours, hierarchy = cv2.findContours(box, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    if hierarchy is None:
+        return [], 0
+    outer = [c for c, info in zip(contours, hierarchy[0], strict=True) if info[3] < 0]
+    return outer, len(contours) - len(outer)
+
+
+def polygon_iou(polygons: list[list[int]], exact: dict[str, Any]) -> tuple[float, int]:
+    """IoU of the polygons' pycocotools rasterisation with the exact RLE, and its area."""
+    height, width = exact["size"]
+    drawn = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+    iou = float(mask_utils.iou([drawn], [exact], [0])[0][0])
+    return iou, int(mask_utils.area(drawn))
+
+
+@dataclass
+class RasterResult:
+    files: dict[str, bytes]
+    stats: dict[str, Any]
+
+
+@dataclass
+class _Present:
+    """A legend colour found in the mask, and its annotation."""
+
+    entry: LegendEntry
+    index: int  # into the runs' colours
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+    pixels: int
+    annotation: dict[str, Any]
+
+
+def add_regions(
+    builder: CocoBuilder, mask: Mask, entries: Sequence[LegendEntry], options: Options
+) -> RasterResult:
+    """Add one annotation per legend colour present; return the mask files and legend."""
+    width, height = mask.width, mask.height
+    runs = row_runs(mask.packed)
+    regions = region_summary(runs)
+    index_of = {int(c): i for i, c in enumerate(runs.colors.tolist())}
+    # Plain ints once: numpy scalars cost a conversion on every use.
+    boxes = list(
+        zip(
+            regions.x0.tolist(),
+            regions.y0.tolist(),
+            regions.x1.tolist(),
+            regions.y1.tolist(),
+            strict=True,
+        )
+    )
+    pixels = regions.pixels.tolist()
+    present: list[_Present] = []
+    for entry in entries:
+        i = index_of.get(entry.rgb)
+        if i is None:
+            continue
+        x0, y0, x1, y1 = boxes[i]
+        fields: dict[str, Any] = {
+            "bbox": [x0, y0, x1 - x0, y1 - y0],
+            "area": 0,
+            "segmentation": None,
+            "attributes": {},
+            "gt_id": entry.gt_id,
+            "color": f"#{entry.hex}",
+        }
+        if entry.instance is not None:
+            fields["instance"] = entry.instance
+        present.append(
+            _Present(entry, i, boxes[i], pixels[i], builder.add_annotation(entry.label, fields))
+        )
+    if present and present[-1].annotation["id"] > 0xFFFF:
+        raise TooLargeError(
+            "too_many_annotations", "instances.png holds at most 65535 annotation ids"
+        )
+    semantic_of: npt.NDArray[np.unsignedinteger[Any]] = np.zeros(
+        runs.colors.size,
+        dtype=np.uint8 if max(builder.ids.values(), default=0) < 256 else np.uint16,
+    )
+    instance_of = np.zeros(runs.colors.size, dtype=np.uint16)
+    at = [p.index for p in present]
+    semantic_of[at] = [p.annotation["category_id"] for p in present]
+    instance_of[at] = [p.annotation["id"] for p in present]
+    shape = (height, width)
+    # A second thread writes the index masks band by band (zlib releases the GIL while
+    # it deflates) while this one does the per-colour work.  Only long GIL-free
+    # calls go there: sharing the colour PNGs, short calls, measured slower than not,
+    # the threads queueing for the GIL at every call.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        index_pngs = pool.submit(
+            lambda: [encode_index_mask(runs, lut, shape) for lut in (semantic_of, instance_of)]
+        )
+        mode = options.raster_segmentation
+        ious, kinds, exact_needed = _outline_regions(mask, runs, regions, present, mode)
+        colors = [p.entry.rgb for p, _ in exact_needed]
+        # The column-run pass queues behind the index masks; if the helper has not
+        # reached it by the time the colour PNGs are written, this thread takes it back.
+        rle_job = pool.submit(exact_rles, mask.packed, colors)
+        color_pngs = _color_pngs(mask.packed, present)
+        counts = exact_rles(mask.packed, colors) if rle_job.cancel() else rle_job.result()
+        _finish_exact(exact_needed, counts, [height, width], ious, kinds)
+        semantic_png, instances_png = index_pngs.result()
+    files = {"masks/semantic.png": semantic_png, "masks/instances.png": instances_png}
+    files.update(color_pngs)
+    builder.counts["raster_regions"] += len(present)
+    legend_colors = {e.rgb for e in entries}
+    unknown: list[dict[str, Any]] = [
+        {"color": f"#{c:06x}", "pixels": pixels[i]}
+        for c, i in sorted(index_of.items())
+        if c not in legend_colors and c != UNLABELED
+    ]
+    transparent = pixels[index_of[UNLABELED]] if UNLABELED in index_of else 0
+    annotation_of = {p.entry.rgb: p for p in present}
+    legend_entries: list[dict[str, Any]] = []
+    for entry in entries:
+        found = annotation_of.get(entry.rgb)
+        legend_entries.append(
+            {
+                "color": f"#{entry.hex}",
+                "label": entry.label,
+                "instance": entry.instance,
+                "category_id": builder.ids[entry.label],
+                "annotation_id": found.annotation["id"] if found else None,
+                "pixels": found.pixels if found else 0,
+                "mask": f"colors/{entry.hex}.png" if found else None,
+            }
+        )
+    labeled = int(sum(r["pixels"] for r in legend_entries))
+    legend = {
+        "width": width,
+        "height": height,
+        "entries": legend_entries,
+        "unlabeled_pixels": width * height - labeled,
+        "unknown_colors": unknown,
+    }
+    files["masks/legend.json"] = dump_json(legend)
+    if unknown:
+        builder.notes.append(
+            Note(
+                "ignored",
+                "unknown_colors",
+                "",
+                f"{len(unknown)} mask colour(s) not in the legend, "
+                f"{sum(u['pixels'] for u in unknown)} pixels left unlabeled",
+            )
+        )
+    stats = {
+        "regions": len(present),
+        "polygons": kinds["polygon"],
+        "rle": kinds["rle"],
+        "legend_colors": len(entries),
+        "absent_colors": len(entries) - len(present),
+        "unknown_colors": len(unknown),
+        "transparent_pixels": transparent,
+        "polygon_iou_min": round(min(ious), 4) if ious else None,
+        "polygon_iou_mean": round(sum(ious) / len(ious), 4) if ious else None,
+    }
+    return RasterResult(files, stats)
+
+
+def _color_pngs(packed: npt.NDArray[np.uint32], present: list[_Present]) -> dict[str, bytes]:
+    """Each colour's full-size 1-bit PNG, from its box alone."""
+    height, width = packed.shape
+    row_bytes = (width + 7) // 8 + 1  # filter byte + packed pixels
+    out = {}
+    for p in present:
+        x0, y0, x1, y1 = p.box
+        # Whole bytes: packbits output drops into the rows.  Pixels right of the box are
+        # other colours, so widening it to a multiple of 8 lets one flat packbits pack
+        # every row (faster than packing along an axis).
+        left, right = x0 & ~7, min(width, (x1 + 7) & ~7)
+        inside = packed[y0:y1, left:right] == p.entry.rgb
+        if (right - left) % 8:  # the box ends at a frame edge that is not byte-aligned
+            bits = np.packbits(inside, axis=1)
+        else:
+            bits = np.packbits(inside).reshape(y1 - y0, -1)
+        rows = np.zeros((y1 - y0, row_bytes), dtype=np.uint8)
+        rows[:, 1 + left // 8 : 1 + left // 8 + bits.shape[1]] = bits
+        out[f"masks/colors/{p.entry.hex}.png"] = encode_bitmask(rows, y0, width, height)
+    return out
+
+
+def _outline_regions(
+    mask: Mask, runs: RowRuns, regions: Regions, present: list[_Present], mode: str
+) -> tuple[list[float], dict[str, int], list[tuple[_Present, list[list[int]]]]]:
+    """Give each region of one component without holes its exact outline; return the
+    polygon IoUs, the counts, and the regions left for exact RLE (by colour), each with
+    the outlines polygon mode would check against its pixels.
+
+    The outline is exact (IoU 1: pycocotools rasterises it to exactly the pixels, which
+    the tests check): from the runs when the region is one run per row, else traced
+    inside its box.  Polygon mode keeps the outlines of several components (holes filled)
+    when their IoU with the pixels is >= 0.95 (`_finish_exact`).
+    """
+    ious: list[float] = []
+    kinds = {"polygon": 0, "rle": 0}
+    row_convex = regions.row_convex.tolist()
+    outlined = [p for p in present if mode != "rle" and row_convex[p.index]]
+    outlines = outline_polygons(runs, np.array([p.index for p in outlined], dtype=np.intp))
+    for p, outline in zip(outlined, outlines, strict=True):
+        p.annotation["segmentation"] = [outline]
+        p.annotation["area"] = p.pixels
+    ious.extend([1.0] * len(outlined))
+    kinds["polygon"] += len(outlined)
+    traced: list[tuple[_Present, int]] = []  # region, how many outlines
+    borders: list[tuple[npt.NDArray[Any], int, int]] = []
+    exact_needed: list[tuple[_Present, list[list[int]]]] = []
+    rest = [p for p in present if p.annotation["segmentation"] is None]
+    euler = dict.fromkeys((p.index for p in rest), 1)
+    if mode == "auto":  # components minus holes != 1: RLE, known without tracing
+        at = np.array(list(euler), dtype=np.intp)
+        euler = dict(zip(euler, euler_numbers(runs, at, mask.width).tolist(), strict=True))
+    for p in rest:
+        if mode == "polygon" or (mode == "auto" and euler[p.index] == 1):
+            x0, y0, x1, y1 = p.box
+            box = mask.packed[y0:y1, x0:x1] == p.entry.rgb
+            outer, holes = outer_borders(box.view(np.uint8))
+            if mode == "polygon" or (len(outer) == 1 and holes == 0):
+                traced.append((p, len(outer) if holes or len(outer) > 1 else -1))
+                borders.extend((border, x0, y0) for border in outer)
+                continue
+        exact_needed.append((p, []))
+    drawn = iter(traced_outlines(borders))
+    for p, n in traced:
+        if n < 0:  # one component without holes: the outline is exact
+            p.annotation["segmentation"] = [next(drawn)]
+            p.annotation["area"] = p.pixels
+            ious.append(1.0)
+            kinds["polygon"] += 1
+        else:  # polygon mode, holes filled or several components: check against the pixels
+            exact_needed.append((p, [next(drawn) for _ in range(n)]))
+    exact_needed.sort(key=lambda item: item[0].entry.rgb)
+    return ious, kinds, exact_needed
+
+
+def exact_rles(packed: npt.NDArray[np.uint32], colors: list[int]) -> list[str]:
+    """COCO's compressed RLE counts of `packed == c` for each colour (ascending)."""
+    if not colors:
+        return []
+    start, values = column_runs(packed)
+    wanted = np.array(colors, dtype=np.uint32)
+    return rle_strings(start, values, wanted, packed.size)
+
+
+def _finish_exact(
+    exact_needed: list[tuple[_Present, list[list[int]]]],
+    counts: list[str],
+    size: list[int],
+    ious: list[float],
+    kinds: dict[str, int],
+) -> None:
+    """Exact RLE for the remaining regions, or polygon mode's outlines where faithful."""
+    for (p, polygons), rle_counts in zip(exact_needed, counts, strict=True):
+        exact = {"size": size, "counts": rle_counts}
+        if polygons:
+            iou, area = polygon_iou(polygons, exact)
+            if iou >= MIN_POLYGON_IOU:
+                p.annotation["segmentation"], p.annotation["area"] = polygons, area
+                ious.append(iou)
+                kinds["polygon"] += 1
+                continue
+        p.annotation["segmentation"], p.annotation["area"] = exact, p.pixels
+        kinds["rle"] += 1

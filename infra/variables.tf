@@ -98,6 +98,7 @@ variable "conversion" {
     max_categories           = optional(number, 10000)
     max_raster_work          = optional(number, 4000000)
     lock_lease_s             = optional(number, 900)
+    io_workers               = optional(number, 32)
   })
   default = {}
 

@@ -101,6 +101,9 @@ class Config:
     # Longer than any function's timeout: a writer that died holding it blocks no one longer.
     lock_lease_s: int = 900
     storage_retry_deadline_s: float = 60.0
+    # Reads (headers, masks) and writes in flight at once: the jobs of a batch wait on the
+    # network together instead of one after another.  1 makes every stage serial.
+    io_workers: int = 32
     limits: Limits = field(default_factory=Limits)
     options: Options = field(default_factory=Options)
 
@@ -139,6 +142,7 @@ class Config:
             fetch_https_only=_bool(env, "GTCOCO_FETCH_HTTPS_ONLY", False),
             lock_lease_s=_int(env, "GTCOCO_LOCK_LEASE_S", 900),
             storage_retry_deadline_s=_float(env, "GTCOCO_STORAGE_RETRY_DEADLINE_S", 60.0),
+            io_workers=_int(env, "GTCOCO_IO_WORKERS", 32),
             limits=limits,
             options=options,
         )

@@ -1,10 +1,10 @@
-"""Read -> convert -> write, with the failure rules of SPEC §6.
+"""One input object -> its outputs, with the failure rules of SPEC §6.
 
-`Converter` is the conversion core every entry point shares (trigger, HTTP, command line):
-bytes in, COCO and mask files out.  `Pipeline` adds the object-store side: skip rules, the
+`Pipeline` holds the object-store side of the stages (`stages.Converter`): skip rules, the
 output namespace (`layout`), newest-generation-wins, at-least-once de-duplication,
 exact-generation reads, error objects, and the report written last so nothing half-written
-looks complete.
+looks complete.  Files are written concurrently (`persist.Writer`); a job's report waits for
+its files, the input's report for everything.
 """
 
 from __future__ import annotations
@@ -13,47 +13,42 @@ import contextlib
 import logging
 import posixpath
 import time
-from collections.abc import Callable, Generator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import __version__
 from shared.app import layout
+from shared.app.convert import CONVERTER, JobOutput
 from shared.app.layout import Place
-from shared.coco.builder import ImageSize, convert_vector_job
-from shared.config import Config
+from shared.app.persist import File, Writer
+from shared.app.stages import Converter, ParsedJob
 from shared.errors import (
     ConfigurationError,
     ConversionError,
     GtcocoError,
     TooLargeError,
     TransientError,
-    pointer_join,
 )
-from shared.gtstudio.jobs import parse_job, split_jobs
-from shared.gtstudio.legend import is_bare_legend, parse_legend
-from shared.gtstudio.records import Job, Note, RasterSpec
-from shared.io.fetch import UrlReader
-from shared.io.registry import CategoryRegistry
+from shared.gtstudio.jobs import parse_job
+from shared.gtstudio.legend import is_bare_legend
 from shared.io.storage import (
     OUTPUT_MARKER,
     AccessDenied,
     NotFound,
     ObjectStore,
     PreconditionFailed,
-    content_type_for,
 )
-from shared.jsonio import dump_json, load_json, load_json_lines
-from shared.raster import regions as raster
-from shared.raster.imagesize import size_from_chunks
+from shared.jsonio import dump_json, load_json
+from shared.retry import Backoff, attempts
 
 EXPORT_SUFFIXES = (".json", ".jsonl", ".png")
-FRAME_HEADER_WORKERS = 8  # concurrent header reads for one job's frames
-CONVERTER = {"name": "gtcoco", "version": __version__}
 log = logging.getLogger(__name__)
 # Completion markers and locks are small; a larger one was not written by gtcoco.
 MARKER_MAX_BYTES = 64 * 1024 * 1024
+# A busy lease is retried a few times, spread out, before the event goes back to the
+# platform (which retries it later).
+LEASE_BACKOFF = Backoff(attempts=5, initial_s=0.05, maximum_s=0.5)
+__all__ = ["CONVERTER", "Converter", "JobOutput", "Outcome", "ParsedJob", "Pipeline", "SourceRef"]
 
 
 def key_for(name: str) -> str:
@@ -104,14 +99,6 @@ class SourceRef:
 
 
 @dataclass
-class JobOutput:
-    key: str
-    files: dict[str, bytes]  # relative to the key, report excluded
-    coco: dict[str, Any]
-    report: dict[str, Any]
-
-
-@dataclass
 class Outcome:
     status: str  # converted | partial | failed | skipped | duplicate | waiting
     key: str
@@ -120,234 +107,6 @@ class Outcome:
     outputs: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     report: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class ParsedJob:
-    subkey: str  # "" for a single job, else the reference id (or position) in a batch
-    job: Job | None
-    error: ConversionError | None = None
-    segment: str = ""  # its folder under `jobs/` (layout.job_segment); "" for a single job
-
-
-class Converter:
-    """The one conversion core.  IO happens only through the reader and the registry."""
-
-    def __init__(self, config: Config, reader: UrlReader, registry: CategoryRegistry) -> None:
-        self.config, self.reader, self.registry = config, reader, registry
-        self.limits, self.options = config.limits, config.options
-
-    # -- parsing ------------------------------------------------------------------------
-
-    def load(self, data: bytes, name: str) -> Any:
-        if name.lower().endswith(".jsonl"):
-            return load_json_lines(data, self.limits.max_json_depth, self.limits.max_json_bytes)
-        return load_json(data, self.limits.max_json_depth, self.limits.max_json_bytes)
-
-    def parse(self, doc: Any) -> list[ParsedJob]:
-        """Jobs of a document; in a batch, one bad job does not stop the others."""
-        items = split_jobs(doc, self.limits)
-        batch = not (len(items) == 1 and items[0][0] == "")
-        out: list[ParsedJob] = []
-        refs: list[str | None] = []
-        for pointer, item in items:
-            try:
-                job, error = parse_job(item, pointer, self.limits), None
-            except ConversionError as exc:
-                job, error = None, exc
-            refs.append((job.reference_id if job else _loose_reference(item)) if batch else None)
-            out.append(ParsedJob("", job, error))
-        if not batch:
-            return out
-        counts: dict[str | None, int] = {}
-        for ref in refs:
-            counts[ref] = counts.get(ref, 0) + 1
-        return [
-            ParsedJob(
-                ref or str(position),
-                item.job,
-                item.error,
-                layout.job_segment(ref, position, counts[ref] > 1),
-            )
-            for position, (ref, item) in enumerate(zip(refs, out, strict=True))
-        ]
-
-    # -- converting ---------------------------------------------------------------------
-
-    def image_size(
-        self,
-        job: Job,
-        mask_size: tuple[int, int] | None,
-        relative_to: str,
-        frames: Mapping[str, ImageSize],
-    ) -> ImageSize:
-        """The job's own image size: explicit fields, else the mask's, else the header of
-        the first image URL that answers (`image_url_original`, then `image_url`), else its
-        first frame's (`frames`: each frame's size, from `frame_sizes`)."""
-        if job.width and job.height:
-            return ImageSize(job.width, job.height, "explicit")
-        if mask_size is not None:
-            return ImageSize(mask_size[0], mask_size[1], "mask")
-        urls = [
-            (url, pointer_join(job.pointer, key))
-            for url, key in (
-                (job.image_url_original, "image_url_original"),
-                (job.image_url, "image_url"),
-            )
-            if url
-        ]
-        if not urls and job.frames:
-            return frames[job.frames[0].frame_id]
-        return self._header_size(urls, relative_to, pointer_join(job.pointer, "image_url"))
-
-    def frame_sizes(self, job: Job, relative_to: str) -> dict[str, ImageSize]:
-        """Every frame's own size (frames of one job may differ): its explicit fields, else
-        the job's, else its own header (`src_original`, then `src`).  Headers are read
-        concurrently, a bounded pool per job: they are the slow part of a long video."""
-        known: dict[str, ImageSize] = {}
-        todo = []
-        for frame in job.frames:
-            if frame.width and frame.height:
-                known[frame.frame_id] = ImageSize(frame.width, frame.height, "explicit")
-            elif job.width and job.height:
-                known[frame.frame_id] = ImageSize(job.width, job.height, "explicit")
-            else:
-                todo.append(frame)
-        if todo:
-            workers = min(FRAME_HEADER_WORKERS, len(todo))
-            with ThreadPoolExecutor(workers, thread_name_prefix="frame-size") as pool:
-                sizes = list(
-                    pool.map(
-                        lambda f: self._header_size(
-                            f.urls(), relative_to, pointer_join(f.pointer, "src")
-                        ),
-                        todo,
-                    )
-                )
-            known.update((f.frame_id, size) for f, size in zip(todo, sizes, strict=True))
-        return known
-
-    def _header_size(
-        self, urls: list[tuple[str, str]], relative_to: str, missing_pointer: str
-    ) -> ImageSize:
-        failures = []
-        for url, pointer in urls:
-            try:
-                w, h, _ = size_from_chunks(
-                    self.reader.chunks(url, relative_to), self.limits.header_max_bytes
-                )
-                return ImageSize(w, h, "header", url)
-            except ConversionError as exc:
-                failures.append(f"{pointer.rsplit('/', 1)[-1]}: {exc.message}")
-        detail = "; ".join(failures) or "no width/height, mask or image URL in the job"
-        raise ConversionError(
-            "image_size_unavailable",
-            f"cannot learn the image size ({detail})",
-            urls[0][1] if urls else missing_pointer,
-        )
-
-    def convert(
-        self, job: Job, key: str, mask_bytes: bytes | None = None, relative_to: str = ""
-    ) -> JobOutput:
-        notes: list[Note] = []
-        mask = entries = None
-        if job.raster is not None:
-            entries, legend_notes = parse_legend(
-                job.raster.legend, job.raster.instances, job.raster.pointer
-            )
-            notes += legend_notes
-            if mask_bytes is None:
-                if not job.raster.url:
-                    raise ConversionError(
-                        "missing_mask",
-                        "a segmentation job needs a mask url",
-                        pointer_join(job.raster.pointer, "url"),
-                    )
-                mask_bytes = self._read_mask(job.raster, relative_to)
-            mask = raster.decode_mask(mask_bytes, self.limits.max_mask_pixels, job.raster.pointer)
-        frames = self.frame_sizes(job, relative_to) if job.frames else {}
-        size = self.image_size(
-            job, None if mask is None else (mask.width, mask.height), relative_to, frames
-        )
-        if mask is not None and size.width * size.height > self.limits.max_mask_pixels:
-            # The mask is scaled to the image: the scaled raster is what gets allocated.
-            raise TooLargeError(
-                "mask_too_large",
-                f"the mask would be scaled to {size.width}x{size.height} = "
-                f"{size.width * size.height} pixels, limit {self.limits.max_mask_pixels}",
-                job.raster.pointer if job.raster else "",
-            )
-        if mask is not None and (mask.width, mask.height) != (size.width, size.height):
-            notes.append(
-                Note(
-                    "repaired",
-                    "mask_size_differs",
-                    job.raster.pointer if job.raster else "",
-                    f"mask {mask.width}x{mask.height} scaled (nearest) to "
-                    f"image {size.width}x{size.height}",
-                )
-            )
-            mask = mask.resized(size.width, size.height)
-        labels = job.labels + sorted({e.label for e in entries or []})
-        ids = self.registry.ensure(sorted(set(labels)))
-        builder = convert_vector_job(job, size, ids, self.options, key, self.limits, frames)
-        builder.notes.extend(notes)
-        files: dict[str, bytes] = {}
-        raster_stats: dict[str, Any] | None = None
-        if mask is not None and entries is not None:
-            result = raster.add_regions(builder, mask, entries, self.options)
-            files.update(result.files)
-            raster_stats = result.stats
-        converted = builder.finish()
-        files["coco.json"] = dump_json(converted.coco)
-        if converted.extras:
-            files["extras.json"] = dump_json(converted.extras)
-        report: dict[str, Any] = {
-            "converter": CONVERTER,
-            "key": key,
-            "status": "converted",
-            "reference_id": job.reference_id,
-            "image": {"width": size.width, "height": size.height, "size_source": size.source},
-            **(
-                {
-                    "frames": [
-                        {
-                            "frame_id": f,
-                            "width": s.width,
-                            "height": s.height,
-                            "size_source": s.source,
-                        }
-                        for f, s in frames.items()
-                    ]
-                }
-                if frames
-                else {}
-            ),
-            "options": self.options.as_dict(),
-            "counts": converted.counts,
-            "notes": [n.as_dict() for n in converted.notes],
-        }
-        if converted.ignored_keys:
-            report["ignored_keys"] = converted.ignored_keys
-        if raster_stats is not None:
-            report["raster"] = raster_stats
-        return JobOutput(key, files, converted.coco, report)
-
-    def _read_mask(self, spec: RasterSpec, relative_to: str) -> bytes:
-        assert spec.url is not None
-        try:
-            return self.reader.read_all(spec.url, relative_to)
-        except ConversionError as exc:
-            raise exc.at(pointer_join(spec.pointer, "url")) from None
-
-
-def _loose_reference(item: Any) -> str | None:
-    """A bad job's reference id, if one can be seen, so its error gets a stable name."""
-    if isinstance(item, dict):
-        for holder in (item, item.get("meta"), item.get("build"), item.get("data")):
-            if isinstance(holder, dict) and isinstance(holder.get("reference_id"), (str, int)):
-                return str(holder["reference_id"])
-    return None
 
 
 def error_document(
@@ -408,10 +167,12 @@ class _InProgress(Exception):
     pass
 
 
-# A plan yields (object name, bytes) for every output file, then returns the completion
-# marker (report or error) with the outcome; the marker is written after every file.
+# A plan yields groups of output files (each a job's files, and its report written after
+# them), then returns the completion marker (report or error) with the outcome; the
+# marker is written after every file.
 PlanResult = tuple[str, dict[str, Any], "Outcome"]
-Plan = Generator[tuple[str, bytes], None, PlanResult]
+Group = tuple[Sequence[File], File | None]
+Plan = Generator[Group, None, PlanResult]
 # Room under an input's prefix for the longest name a batch job writes.
 _LONGEST_BATCH_FILE = f"jobs/~{10**7}/{layout.LONGEST_FILE}"
 
@@ -449,6 +210,7 @@ class Pipeline:
             reason = "empty object"
         if reason:
             return Outcome("skipped", key, reason)
+        self.converter.registry.forget()  # ids cached for this input only
         try:
             return self._process(ref, key)
         except NotFound:
@@ -506,7 +268,8 @@ class Pipeline:
         self, ref: SourceRef, key: str, place: Place, sources: list[dict[str, Any]]
     ) -> Outcome | Plan:
         """Read the input (and its pair) and say what to write; `sources` is completed here."""
-        limit = self.converter.limits.max_object_bytes
+        converter = self.converter
+        limit = converter.limits.max_object_bytes
         if ref.size is not None and ref.size > limit:
             raise TooLargeError("object_too_large", f"object is {ref.size} bytes, limit {limit}")
         data = self.source.read(ref.name, ref.generation)
@@ -520,9 +283,9 @@ class Pipeline:
             if legend_ref is None:
                 return Outcome("waiting", key, f"mask waits for its legend {legend_name}")
             sources[:] = [ref.as_dict(), legend_ref.as_dict()]
-            legend_doc = self.converter.load(
+            legend_doc = converter.read(
                 self.source.read(legend_ref.name, legend_ref.generation), legend_ref.name
-            )
+            ).doc
             if not is_bare_legend(legend_doc):
                 return Outcome(
                     "skipped",
@@ -530,26 +293,20 @@ class Pipeline:
                     f"{legend_name} is not a legend; the PNG is not a raster export pair",
                 )
             return self._pair_plan(legend_doc, data, key, place, sources)
-        doc = self.converter.load(data, ref.name)
-        if is_bare_legend(doc):
+        document = converter.read(data, ref.name)
+        del data  # a batch keeps its text; its jobs are parsed one at a time
+        if not document.is_batch and is_bare_legend(document.doc):
             mask_name = raster_pair(ref.name)[0]
             mask_ref = self._pair(ref, mask_name)
             if mask_ref is None:
                 return Outcome("waiting", key, f"legend waits for its mask {mask_name}")
             sources[:] = [mask_ref.as_dict(), ref.as_dict()]
             mask = self.source.read(mask_ref.name, mask_ref.generation)
-            return self._pair_plan(doc, mask, key, place, sources)
-        parsed = self.converter.parse(doc)
-        if len(parsed) == 1 and parsed[0].subkey == "":
-            item = parsed[0]
-            if item.error is not None:
-                raise item.error
-            assert item.job is not None
-            job = item.job
-            return self._job_plan(
-                place, key, sources, lambda: self.converter.convert(job, key, relative_to=ref.name)
-            )
-        return self._batch_plan(parsed, key, place, ref, sources)
+            return self._pair_plan(document.doc, mask, key, place, sources)
+        jobs = converter.parse(document)
+        if not document.is_batch:
+            return self._job_plan(place, key, sources, jobs, relative_to=ref.name)
+        return self._batch_plan(jobs, key, place, ref, sources)
 
     def _pair(self, ref: SourceRef, other: str) -> SourceRef | None:
         info = self.source.stat(other)
@@ -576,13 +333,11 @@ class Pipeline:
             "",
             self.converter.limits,
         )
-        return self._job_plan(
-            place, key, sources, lambda: self.converter.convert(job, key, mask_bytes=mask)
-        )
+        return self._job_plan(place, key, sources, [ParsedJob("", job)], mask=mask)
 
     def _job_files(
         self, place: Place, output: JobOutput, sources: list[dict[str, Any]]
-    ) -> tuple[list[tuple[str, bytes]], dict[str, Any]]:
+    ) -> tuple[list[File], dict[str, Any]]:
         files = [(place / rel, output.files[rel]) for rel in sorted(output.files)]
         report = {
             **output.report,
@@ -599,14 +354,15 @@ class Pipeline:
         place: Place,
         key: str,
         sources: list[dict[str, Any]],
-        convert: Callable[[], JobOutput],
+        jobs: Iterator[ParsedJob] | list[ParsedJob],
+        relative_to: str = "",
+        mask: bytes | None = None,
     ) -> Plan:
-        try:
-            output = convert()
-        except ConversionError as exc:
-            return (yield from self._error_plan(place, key, sources, exc))
-        files, report = self._job_files(place, output, sources)
-        yield from files
+        ((_, result),) = self.converter.run(jobs, key, relative_to, mask=mask)
+        if isinstance(result, ConversionError):
+            return (yield from self._error_plan(place, key, sources, result))
+        files, report = self._job_files(place, result, sources)
+        yield files, None
         outcome = Outcome(
             "converted",
             key,
@@ -628,7 +384,7 @@ class Pipeline:
 
     def _batch_plan(
         self,
-        parsed: list[ParsedJob],
+        parsed: Iterator[ParsedJob],
         key: str,
         place: Place,
         ref: SourceRef,
@@ -637,25 +393,31 @@ class Pipeline:
         jobs: list[dict[str, Any]] = []
         outputs: list[str] = []
         errors: list[dict[str, Any]] = []
-        for position, item in enumerate(parsed):
-            job_key = f"{key}/{item.subkey}"
-            job_place = place.job(item.segment)
-            try:
-                if not layout.fits(job_place.prefix):
-                    job_place = place.job(layout.job_segment(None, position, False))
-                    raise ConversionError(
+
+        def placed(items: Iterator[ParsedJob]) -> Iterator[ParsedJob]:
+            for item in items:
+                if layout.fits(place.job(item.segment).prefix):
+                    yield item
+                    continue
+                yield ParsedJob(
+                    item.subkey,
+                    None,
+                    ConversionError(
                         "name_too_long",
                         "the reference id is too long for an object name; the job's "
-                        f"error is filed under its position {position}",
-                        f"/{position}",
-                    )
-                if item.error is not None:
-                    raise item.error
-                assert item.job is not None
-                output = self.converter.convert(item.job, job_key, relative_to=ref.name)
-            except ConversionError as exc:
-                doc = error_document(sources, job_key, exc)
-                yield job_place.error, dump_json(doc)
+                        f"error is filed under its position {item.position}",
+                        f"/{item.position}",
+                    ),
+                    layout.job_segment(None, item.position, False),
+                    item.position,
+                )
+
+        for item, result in self.converter.run(placed(parsed), key, relative_to=ref.name):
+            job_key = f"{key}/{item.subkey}"
+            job_place = place.job(item.segment)
+            if isinstance(result, ConversionError):
+                doc = error_document(sources, job_key, result)
+                yield [], (job_place.error, dump_json(doc))
                 outputs.append(job_place.error)
                 errors.append(doc)
                 jobs.append(
@@ -663,13 +425,12 @@ class Pipeline:
                         "key": job_key,
                         "prefix": job_place.prefix,
                         "status": "failed",
-                        "error": exc.as_dict(),
+                        "error": result.as_dict(),
                     }
                 )
                 continue
-            files, report = self._job_files(job_place, output, sources)
-            yield from files
-            yield job_place.report, dump_json(report)
+            files, report = self._job_files(job_place, result, sources)
+            yield files, (job_place.report, dump_json(report))
             outputs += [*report["outputs"], job_place.report]
             jobs.append(
                 {
@@ -722,7 +483,7 @@ class Pipeline:
 
     def _acquire(self, place: Place, sources: list[dict[str, Any]]) -> int:
         name = place / layout.LOCK
-        for _ in range(5):
+        for _ in attempts(LEASE_BACKOFF):
             doc = {"sources": sources, "expires": round(self.clock() + self.lease_s, 3)}
             try:
                 return self.out.write(
@@ -760,6 +521,10 @@ class Pipeline:
         except GtcocoError as exc:
             log.warning("lease on %s not released (it expires by itself): %s", place.prefix, exc)
 
+    def _writer(self) -> Writer:
+        # Twice the pool: a write queued behind each running one, and no more in memory.
+        return Writer(self.out, self.converter.pool, 2 * self.converter.config.io_workers)
+
     def _persist(
         self, place: Place, key: str, sources: list[dict[str, Any]], plan: Plan
     ) -> Outcome:
@@ -778,17 +543,17 @@ class Pipeline:
                 )
             for name in (place.report, place.error):
                 self.out.delete(name)
-            written: set[str] = set()
+            writer = self._writer()
             while True:
                 try:
-                    name, data = next(plan)
+                    files, last = next(plan)
                 except StopIteration as stop:
                     result: PlanResult = stop.value
                     final, doc, outcome = result
                     break
-                self.out.write(name, data, content_type_for(name))
-                written.add(name)
-            keep = written | {final, place / layout.LOCK}
+                writer.group(files, last)
+            writer.drain()
+            keep = writer.written | {final, place / layout.LOCK}
             for name in self.out.list(place.prefix + "/"):
                 if name not in keep:
                     self.out.delete(name)

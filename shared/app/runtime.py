@@ -7,7 +7,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from shared.app.pipeline import Converter, Pipeline
+from shared.app.pipeline import Pipeline
+from shared.app.stages import Converter
 from shared.config import Config
 from shared.errors import ConversionError
 from shared.io.fetch import Fetcher, FetchPolicy, Resolver, UrlReader, system_resolver

@@ -203,28 +203,29 @@ class Service:
             return exc.http_status, error_body(exc.code, exc.message)
 
     def _convert(self, body: bytes, media: str) -> Response:
+        """The COCO of each job in the body, through the same stages as the trigger; no mask
+        file is encoded, since none is kept."""
         converter = self.pipeline.converter
         name = "body.jsonl" if "ndjson" in media or "jsonl" in media else "body.json"
-        parsed = converter.parse(converter.load(body, name))
+        document = converter.read(body, name)
         results: list[dict[str, Any]] = []
-        for item in parsed:
+        for item, result in converter.run(
+            converter.parse(document), "body", files=False, nested=False
+        ):
             key = item.subkey or "body"
-            try:
-                if item.error is not None:
-                    raise item.error
-                assert item.job is not None
-                results.append({"key": key, "coco": converter.convert(item.job, key).coco})
-            except ConversionError as exc:
-                if len(parsed) == 1:
-                    raise
-                results.append({"key": key, "error": exc.as_dict()})
-        if len(parsed) == 1:
+            if isinstance(result, ConversionError):
+                if not document.is_batch:
+                    raise result
+                results.append({"key": key, "error": result.as_dict()})
+            else:
+                results.append({"key": key, "coco": result.coco})
+        if not document.is_batch:
             return 200, results[0]["coco"]
         return 200, {"jobs": results}
 
     def _process(self, body: bytes) -> Response:
         converter = self.pipeline.converter
-        request = converter.load(body, "request.json")
+        request = converter.read(body, "request.json").doc
         if (
             not isinstance(request, dict)
             or not isinstance(request.get("name"), str)

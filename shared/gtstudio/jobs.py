@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from shared.config import Limits
-from shared.errors import ConversionError, TooLargeError, pointer_join
+from shared.errors import ConversionError, pointer_join
 from shared.geometry import natural_sorted
 from shared.gtstudio.guide import is_guide_coco, parse_guide_coco
 from shared.gtstudio.records import Frame, Job, Note, RasterSpec, Shape, Unsupported
@@ -29,29 +29,6 @@ from shared.gtstudio.shapes import (
 
 # ---------------------------------------------------------------------------------------
 # Batches and envelopes
-
-
-def split_jobs(doc: Any, limits: Limits) -> list[tuple[str, Any]]:
-    """Cut a document into (pointer, job) pairs: a JSON array, `export_data`, or one job."""
-    if isinstance(doc, list):
-        items = [(f"/{i}", item) for i, item in enumerate(doc)]
-    elif isinstance(doc, dict) and isinstance(doc.get("export_data"), list):
-        items = [
-            (f"/export_data/{i}/data", item["data"])
-            for i, item in enumerate(doc["export_data"])
-            if isinstance(item, dict)
-            and str(item.get("type", "JSON")).upper() == "JSON"
-            and "data" in item
-        ]
-    else:
-        return [("", doc)]
-    if len(items) > limits.max_batch_jobs:
-        raise TooLargeError(
-            "too_many_jobs", f"{len(items)} jobs in one batch, limit {limits.max_batch_jobs}"
-        )
-    if not items:
-        raise ConversionError("empty_batch", "the batch holds no jobs", "")
-    return items
 
 
 def parse_job(doc: Any, pointer: str, limits: Limits) -> Job:

@@ -13,6 +13,7 @@ naming the recovery (README: "Category registry").
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +21,7 @@ from shared.config import Limits
 from shared.errors import ConfigurationError, ConversionError, TooLargeError, TransientError
 from shared.io.storage import ObjectStore, PreconditionFailed
 from shared.jsonio import dump_json, load_json
+from shared.retry import Backoff, attempts
 
 REGISTRY_NAME = "_registry/categories.json"
 
@@ -83,12 +85,19 @@ class CategoryRegistry:
         self,
         store: ObjectStore,
         seed: list[str] | None = None,
-        attempts: int = 50,
+        backoff: Backoff | None = None,
         limits: Limits | None = None,
     ) -> None:
-        self.store, self.seed, self.attempts = store, seed or [], attempts
+        self.store, self.seed = store, seed or []
+        self.backoff = backoff or Backoff()
         self.limits = limits or Limits()
         check_labels(self.seed, self.limits)
+        # Ids never change once given, so the ids last read or written answer any request
+        # they cover without a read: a batch's jobs mostly repeat the same labels.  Kept for
+        # one input (`forget` at the start of each), so a registry restored or edited by
+        # the operator is seen by the next one.
+        self._known: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def _load(self, data: bytes) -> dict[str, Any]:
         limit = self.limits.registry_max_bytes
@@ -109,10 +118,25 @@ class CategoryRegistry:
         found = self.store.read_if_exists(REGISTRY_NAME)
         return self._load(found[0]) if found else empty_registry()
 
+    def forget(self) -> None:
+        with self._lock:
+            self._known = {}
+
     def ensure(self, labels: Iterable[str]) -> dict[str, int]:
         wanted = list(dict.fromkeys(labels))
         check_labels(wanted, self.limits)
-        for _ in range(self.attempts):
+        with self._lock:
+            known = self._known
+            if known and all(label in known for label in [*self.seed, *wanted]):
+                return dict(known)
+        ids = self._ensure(wanted)
+        with self._lock:
+            if len(ids) > len(self._known):
+                self._known = ids
+        return dict(ids)
+
+    def _ensure(self, wanted: list[str]) -> dict[str, int]:
+        for _ in attempts(self.backoff):
             found = self.store.read_if_exists(REGISTRY_NAME)
             if found:
                 current, generation = self._load(found[0]), found[1]

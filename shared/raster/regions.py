@@ -135,9 +135,14 @@ class _Present:
 
 
 def add_regions(
-    builder: CocoBuilder, mask: Mask, entries: Sequence[LegendEntry], options: Options
+    builder: CocoBuilder,
+    mask: Mask,
+    entries: Sequence[LegendEntry],
+    options: Options,
+    files: bool = True,
 ) -> RasterResult:
-    """Add one annotation per legend colour present; return the mask files and legend."""
+    """Add one annotation per legend colour present; return the mask files and legend
+    (`files=False`: the annotations alone, no PNG encoded)."""
     width, height = mask.width, mask.height
     runs = row_runs(mask.packed)
     regions = region_summary(runs)
@@ -191,7 +196,11 @@ def add_regions(
     # the threads queueing for the GIL at every call.
     with ThreadPoolExecutor(max_workers=1) as pool:
         index_pngs = pool.submit(
-            lambda: [encode_index_mask(runs, lut, shape) for lut in (semantic_of, instance_of)]
+            lambda: (
+                [encode_index_mask(runs, lut, shape) for lut in (semantic_of, instance_of)]
+                if files
+                else [b"", b""]
+            )
         )
         mode = options.raster_segmentation
         ious, kinds, exact_needed = _outline_regions(mask, runs, regions, present, mode)
@@ -199,12 +208,12 @@ def add_regions(
         # The column-run pass queues behind the index masks; if the helper has not
         # reached it by the time the colour PNGs are written, this thread takes it back.
         rle_job = pool.submit(exact_rles, mask.packed, colors)
-        color_pngs = _color_pngs(mask.packed, present)
+        color_pngs = _color_pngs(mask.packed, present) if files else {}
         counts = exact_rles(mask.packed, colors) if rle_job.cancel() else rle_job.result()
         _finish_exact(exact_needed, counts, [height, width], ious, kinds)
         semantic_png, instances_png = index_pngs.result()
-    files = {"masks/semantic.png": semantic_png, "masks/instances.png": instances_png}
-    files.update(color_pngs)
+    out = {"masks/semantic.png": semantic_png, "masks/instances.png": instances_png}
+    out.update(color_pngs)
     builder.counts["raster_regions"] += len(present)
     legend_colors = {e.rgb for e in entries}
     unknown: list[dict[str, Any]] = [
@@ -236,7 +245,7 @@ def add_regions(
         "unlabeled_pixels": width * height - labeled,
         "unknown_colors": unknown,
     }
-    files["masks/legend.json"] = dump_json(legend)
+    out["masks/legend.json"] = dump_json(legend)
     if unknown:
         builder.notes.append(
             Note(
@@ -258,7 +267,7 @@ def add_regions(
         "polygon_iou_min": round(min(ious), 4) if ious else None,
         "polygon_iou_mean": round(sum(ious) / len(ious), 4) if ious else None,
     }
-    return RasterResult(files, stats)
+    return RasterResult(out if files else {}, stats)
 
 
 def _color_pngs(packed: npt.NDArray[np.uint32], present: list[_Present]) -> dict[str, bytes]:

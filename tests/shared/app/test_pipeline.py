@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from shared.app.pipeline import Converter, Outcome, Pipeline, SourceRef
+from shared.app.pipeline import Outcome, Pipeline, SourceRef
+from shared.app.stages import Converter
 from shared.app.runtime import build_converter, fetch_policy
 from shared.config import Config
 from shared.errors import ConversionError, TransientError

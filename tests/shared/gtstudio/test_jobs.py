@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from shared.config import Limits
 from shared.errors import ConversionError
-from shared.gtstudio.jobs import parse_job, split_jobs
+from shared.gtstudio.batches import split_jobs
+from shared.gtstudio.jobs import parse_job
 from shared.gtstudio.legend import is_bare_legend
 from shared.gtstudio.records import Job
 from shared.gtstudio.shapes import parse_shape

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.app.pipeline import Converter, Outcome, SourceRef
+from shared.app.pipeline import Outcome, SourceRef
+from shared.app.stages import Converter
 from shared.app.runtime import build_pipeline
 from shared.config import Config, Limits, Options
 from shared.errors import ConversionError

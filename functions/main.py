@@ -13,9 +13,11 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from shared.app import logs
 from shared.app.service import Service
 from shared.config import Config
 
+logs.configure()
 SERVICE = Service.from_config(Config.from_env())
 
 

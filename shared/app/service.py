@@ -3,13 +3,14 @@ outcomes and (status, body) out.  `functions/main.py` only adapts types."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.app.logs import log
+from shared.app.logs import fields as log_fields
 from shared.app.pipeline import Outcome, Pipeline, SourceRef
 from shared.app.runtime import build_pipeline
 from shared.config import Config
@@ -22,6 +23,7 @@ JSON_TYPES = {"application/json", "application/x-ndjson", "application/jsonl", "
 _MAX_INT64 = 2**63 - 1
 
 Response = tuple[int, dict[str, Any]]
+log = logging.getLogger("gtcoco")
 
 __all__ = ["ConfigurationError", "Service", "validate"]
 
@@ -126,20 +128,24 @@ class Service:
             "generation": view.get("generation"),
         }
         outcome = self._event_outcome(attributes, data, now)
-        severity = {"failed": "ERROR", "partial": "WARNING"}.get(outcome.status, "INFO")
+        level = {"failed": logging.ERROR, "partial": logging.WARNING}.get(
+            outcome.status, logging.INFO
+        )
         message = f"{outcome.status}: {view.get('name')}"
         if outcome.reason:
             message += f" ({outcome.reason})"
         errors = [e["error"] for e in outcome.errors] or None
-        log(
-            severity,
+        log.log(
+            level,
             message,
-            outcome=outcome.status,
-            key=outcome.key,
-            errors=errors,
-            outputs=len(outcome.outputs),
-            duration_ms=round((time.monotonic() - started) * 1000),
-            **fields,
+            extra=log_fields(
+                outcome=outcome.status,
+                key=outcome.key,
+                errors=errors,
+                outputs=len(outcome.outputs),
+                duration_ms=round((time.monotonic() - started) * 1000),
+                **fields,
+            ),
         )
         return outcome
 
@@ -164,12 +170,11 @@ class Service:
         try:
             return self.pipeline.process(ref)
         except (TransientError, ConfigurationError) as exc:
-            log(
-                "ERROR",
-                f"{exc.code} failure, the platform will retry: {exc}",
-                event_id=attributes.get("id"),
-                object=name,
-                outcome="retry",
+            log.error(
+                "%s failure, the platform will retry: %s",
+                exc.code,
+                exc,
+                extra=log_fields(event_id=attributes.get("id"), object=name, outcome="retry"),
             )
             raise
 
@@ -199,7 +204,13 @@ class Service:
         except ConversionError as exc:
             return exc.http_status, {"error": exc.as_dict()}
         except GtcocoError as exc:
-            log("ERROR", f"{exc.code} failure answering {route}: {exc}", outcome="error")
+            log.error(
+                "%s failure answering %s: %s",
+                exc.code,
+                route,
+                exc,
+                extra=log_fields(outcome="error"),
+            )
             return exc.http_status, error_body(exc.code, exc.message)
 
     def _convert(self, body: bytes, media: str) -> Response:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.errors import ConfigurationError, TransientError
+from shared.errors import ConfigurationError, GtcocoError, TransientError
 
 if TYPE_CHECKING:
     from google.cloud.storage import Bucket, Client
@@ -26,18 +26,22 @@ if TYPE_CHECKING:
 OUTPUT_MARKER = "gtcoco-output"
 
 
-class NotFound(Exception):
-    pass
+class NotFound(GtcocoError):
+    http_status, code = 404, "not_found"
 
 
-class PreconditionFailed(Exception):
-    pass
+class PreconditionFailed(GtcocoError):
+    """A generation precondition did not hold: someone else wrote first."""
+
+    http_status, code = 412, "precondition_failed"
 
 
-class AccessDenied(Exception):
+class AccessDenied(GtcocoError):
     """The service refused the request itself (400, 401, 403): retrying cannot help.  For an
     object an export names this is the input's fault (poison); for our own buckets it is
     the deployment's (IAM), which the pipeline reports as a configuration error."""
+
+    http_status, code = 403, "access_denied"
 
 
 @dataclass(frozen=True)

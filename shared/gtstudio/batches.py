@@ -18,6 +18,7 @@ from typing import Any
 from shared.config import Limits
 from shared.errors import ConversionError, TooLargeError
 from shared.gtstudio.jobs import parse_job
+from shared.gtstudio.legend import is_bare_legend
 from shared.jsonio import NotStreamable, decode_text, load_json, load_json_lines, stream_array
 
 
@@ -106,7 +107,10 @@ def _check_count(count: int, limits: Limits) -> None:
 
 
 def whole_document(doc: Any, limits: Limits) -> Document:
-    """The document `doc` already parsed."""
+    """The document `doc` already parsed.  A legend is never a batch (its pair's rules
+    decide what it is), whatever keys it holds."""
+    if is_bare_legend(doc):
+        return Document(doc=doc)
     items = split_jobs(doc, limits)
     if len(items) == 1 and items[0][0] == "":
         return Document(doc=doc)

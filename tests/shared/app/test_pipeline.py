@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from shared.app.pipeline import Outcome, Pipeline, SourceRef
-from shared.app.stages import Converter
 from shared.app.runtime import build_converter, fetch_policy
+from shared.app.stages import Converter
 from shared.config import Config
 from shared.errors import ConversionError, TransientError
 from shared.io.fetch import Fetcher, UrlReader

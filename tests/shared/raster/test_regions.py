@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from shared.app.pipeline import Outcome, SourceRef
-from shared.app.stages import Converter
 from shared.app.runtime import build_pipeline
+from shared.app.stages import Converter
 from shared.config import Config, Limits, Options
 from shared.errors import ConversionError
 from shared.gtstudio.legend import parse_legend
@@ -332,3 +332,27 @@ def test_segmentation_errors(doc: dict[str, Any], code: str, pointer: str) -> No
             converter.convert(parsed.job, "k")
     assert info.value.code == code
     assert info.value.pointer == pointer
+
+
+def test_without_files_the_coco_is_the_same_and_no_png_is_encoded(
+    converted: Converted, rgba: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP `/convert` answers with the COCO alone: it must not pay for the mask files."""
+    from shared.app.convert import Inputs, convert_job
+    from shared.gtstudio.jobs import parse_job
+    from shared.raster import regions
+
+    mode, _, coco = converted
+    legend = legend_for(COLORS) | {f"#{ABSENT:06x}": "car # 999"}
+    job = parse_job({"url": "", "legend": legend}, "", Limits())
+    ids = {c["name"]: c["id"] for c in coco["categories"]}
+
+    def refuse(*args: Any, **kwargs: Any) -> bytes:
+        raise AssertionError("a PNG was encoded")
+
+    monkeypatch.setattr(regions, "encode_index_mask", refuse)
+    monkeypatch.setattr(regions, "encode_bitmask", refuse)
+    output = convert_job(job, "seg/a", Inputs(mask=encode_png(rgba), ids=ids),
+                         Options(raster_segmentation=mode), Limits(), files=False)
+    assert set(output.files) == {"coco.json"}
+    assert output.coco == coco

@@ -127,3 +127,26 @@ def test_the_registry_itself_refuses_over_long_labels() -> None:
         CategoryRegistry(store, limits=SMALL).ensure(["car", "x" * 21])
     assert info.value.code == "label_too_long"
     assert store.read_if_exists(REGISTRY_NAME) is None
+
+
+def test_a_registry_edited_by_the_operator_is_seen_by_the_next_input() -> None:
+    """Ids are cached for one input only: the README's recovery (remove unwanted labels,
+    upload the registry again) takes effect at the next input, not at the next restart."""
+    source, out = MemoryStore("in"), MemoryStore("out")
+    rect = {"_id": "r", "coordinates": [{"x": 0.1, "y": 0.1}, {"x": 0.2, "y": 0.3}]}
+
+    def upload(name: str, labels: list[str]) -> SourceRef:
+        doc = {"width": 9, "height": 9, "maker_response": {"rectangles": {
+            "data": [{**rect, "label": label} for label in labels]}}}
+        source.write(name, json.dumps(doc).encode(), "application/json")
+        info = source.stat(name)
+        assert info is not None
+        return SourceRef("in", name, info.generation)
+
+    pipeline = build_pipeline(Config(input_bucket="in", output_bucket="out"), source, out)
+    assert pipeline.process(upload("a.json", ["car", "junk"])).status == "converted"
+    out.write(REGISTRY_NAME, json.dumps({"categories": [{"id": 1, "name": "car"}]}).encode(),
+              "application/json")
+    assert pipeline.process(upload("b.json", ["car"])).status == "converted"
+    coco = json.loads(out.read("b.json@/coco.json"))
+    assert [c["name"] for c in coco["categories"]] == ["car"]

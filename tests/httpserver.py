@@ -21,6 +21,10 @@ class Drip:
     interval: float
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 drops bursts of connections (1 s SYN retry)
+
+
 class CountingServer:
     def __init__(self, host: str = "127.0.0.1",
                  routes: Mapping[str, Answer | Callable[[], Answer] | Drip] | None = None,
@@ -70,7 +74,7 @@ class CountingServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server = _Server((host, 0), Handler)
         if tls is not None:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.server.daemon_threads = True

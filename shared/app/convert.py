@@ -111,7 +111,7 @@ def convert_job(
         mask = mask.resized(size.width, size.height)
     ids: Mapping[str, int] = _value(inputs.ids)
     assert ids is not None, "resolve gives ids to every job it read without error"
-    builder = convert_vector_job(job, size, dict(ids), options, key, limits, dict(frames))
+    builder = convert_vector_job(job, size, ids, options, key, limits, frames)
     builder.notes.extend(notes)
     out: dict[str, bytes] = {}
     raster_stats: dict[str, Any] | None = None

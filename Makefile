@@ -64,6 +64,7 @@ mutants: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.vector
 	$(PY) -m bench.raster
+	$(PY) -m bench.pipeline
 
 archive: $(STAMP)
 	$(PY) -m infra.build_archive --out $(ARCHIVE)

@@ -57,6 +57,7 @@ locals {
     GTCOCO_MAX_EVENT_AGE_S          = tostring(var.conversion.max_event_age_s)
     GTCOCO_STORAGE_RETRY_DEADLINE_S = tostring(var.conversion.storage_retry_deadline_s)
     GTCOCO_IO_WORKERS               = tostring(var.conversion.io_workers)
+    GTCOCO_READ_CHUNK_BYTES         = tostring(var.conversion.read_chunk_bytes)
     GTCOCO_MAX_LABEL_CHARS          = tostring(var.conversion.max_label_chars)
     GTCOCO_MAX_CATEGORIES           = tostring(var.conversion.max_categories)
     GTCOCO_MAX_RASTER_WORK          = tostring(var.conversion.max_raster_work)

@@ -99,6 +99,7 @@ variable "conversion" {
     max_raster_work          = optional(number, 4000000)
     lock_lease_s             = optional(number, 900)
     io_workers               = optional(number, 32)
+    read_chunk_bytes         = optional(number, 1048576)
   })
   default = {}
 

@@ -68,6 +68,8 @@ class Limits:
     max_categories: int = 10_000
     # Outline steps (pixels walked along every edge) pycocotools may rasterise for one shape.
     max_raster_work: int = 4_000_000
+    # A batch larger than this is read in ranged reads of this size, twice, never whole.
+    read_chunk_bytes: int = 1 * MIB
 
     @property
     def registry_max_bytes(self) -> int:
@@ -123,6 +125,7 @@ class Config:
             max_label_chars=_int(env, "GTCOCO_MAX_LABEL_CHARS", d.max_label_chars),
             max_categories=_int(env, "GTCOCO_MAX_CATEGORIES", d.max_categories),
             max_raster_work=_int(env, "GTCOCO_MAX_RASTER_WORK", d.max_raster_work),
+            read_chunk_bytes=_int(env, "GTCOCO_READ_CHUNK_BYTES", d.read_chunk_bytes),
         )
         mode = env.get("GTCOCO_RASTER_SEGMENTATION", "auto").strip().lower() or "auto"
         if mode not in {"auto", "rle", "polygon"}:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import BadRequest, ConversionError, TooLargeError
@@ -102,6 +104,24 @@ def dump_json(doc: Any) -> bytes:
 
 _WS = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
+_SCAN = json.decoder.scanstring  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Chunked:
+    """An object's bytes, as reads that can be started over (each pass reads it again, in
+    chunks); `data` when it is held whole anyway."""
+
+    size: int
+    open: Callable[[], Iterator[bytes]]
+    data: bytes | None = None
+
+    @classmethod
+    def of(cls, data: bytes) -> Chunked:
+        return cls(len(data), lambda: iter((data,)), data)
+
+    def whole(self) -> bytes:
+        return self.data if self.data is not None else b"".join(self.open())
 
 
 class NotStreamable(Exception):
@@ -109,96 +129,184 @@ class NotStreamable(Exception):
     then gives the canonical error, if there is one)."""
 
 
-def _skip(text: str, pos: int) -> int:
-    match = _WS.match(text, pos)
-    assert match is not None  # `*` always matches
-    return match.end()
+class _Text:
+    """A document's text decoded from its chunks as far as the reader has got, keeping only
+    what is not yet consumed: memory is one chunk plus the value being read, whatever the
+    document's size."""
 
+    def __init__(self, chunks: Iterable[bytes], max_bytes: int) -> None:
+        self._chunks = iter(chunks)
+        self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        self._max_bytes, self._read = max_bytes, 0
+        self.text, self.pos, self.eof = "", 0, False
 
-def _items(text: str, pos: int, item_depth: int) -> Generator[tuple[int, int, Any], None, int]:
-    """(start, end, value) of each item of the array at `text[pos] == "["`, each value
-    checked as `load_json` checks a whole document; returns the position after the array."""
-    pos = _skip(text, pos + 1)
-    if text.startswith("]", pos):
-        return pos + 1
-    while True:
+    def more(self) -> bool:
+        """Decode the next chunk onto the text; False at the end of the document."""
+        if self.eof:
+            return False
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            self.eof = True
+        else:
+            self._read += len(chunk)
+            if self._read > self._max_bytes:
+                raise TooLargeError(
+                    "json_too_large", f"JSON is over {self._max_bytes} bytes, the limit"
+                )
         try:
-            value, end = _DECODER.raw_decode(text, pos)
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+            decoded = self._decoder.decode(chunk or b"", self.eof)
+        except UnicodeDecodeError as exc:
             raise NotStreamable(str(exc)) from None
+        del chunk
+        # What is consumed is dropped as the new text is joined on: one copy, not two.
+        self.text, self.pos = (
+            self.text[self.pos :] + decoded if self.pos else self.text + decoded,
+            0,
+        )
+        return True
+
+    def skip(self) -> None:
+        while True:
+            match = _WS.match(self.text, self.pos)
+            assert match is not None  # `*` always matches
+            self.pos = match.end()
+            if self.pos < len(self.text) or not self.more():
+                return
+
+    def at(self, char: str) -> bool:
+        """Whether the next character (after white space) is `char`; consumed if so."""
+        self.skip()
+        if self.text.startswith(char, self.pos):
+            self.pos += 1
+            return True
+        return False
+
+    def _parse(self, parse: Callable[[str, int], tuple[Any, int]]) -> Any:
+        # A value cut by the end of the text fails (or, for a number, parses short): more
+        # text is decoded, at least doubling what is held, until it parses with a character
+        # after it or the document ends.  Each attempt costs at most the value itself.
+        while True:
+            held = len(self.text) - self.pos
+            try:
+                value, end = parse(self.text, self.pos)
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+                if not self._grow(held):
+                    raise NotStreamable(str(exc)) from None
+                continue
+            if end < len(self.text) or self.eof:
+                self.pos = end
+                return value
+            self._grow(held)
+
+    def _grow(self, held: int) -> bool:
+        grown = False
+        while len(self.text) - self.pos < 2 * held + 1 and self.more():
+            grown = True
+        return grown
+
+    def value(self) -> Any:
+        self.skip()
+        return self._parse(_DECODER.raw_decode)
+
+    def name(self) -> str:
+        self.skip()
+        if not self.text.startswith('"', self.pos):
+            raise NotStreamable("expected a key")
+        self.pos += 1
+        name: str = self._parse(_SCAN)
+        return name
+
+
+def _items(text: _Text, item_depth: int) -> Iterator[Any]:
+    """Each item of the array whose `[` was just read, checked as `load_json` checks a
+    whole document."""
+    if text.at("]"):
+        return
+    while True:
+        value = text.value()
         try:
             _check_tree(value, item_depth)
         except ConversionError as exc:
             raise NotStreamable(exc.message) from None
-        yield pos, end, value
-        pos = _skip(text, end)
-        if text.startswith(",", pos):
-            pos = _skip(text, pos + 1)
-        elif text.startswith("]", pos):
-            return pos + 1
-        else:
-            raise NotStreamable(f"expected , or ] at {pos}")
+        yield value
+        if text.at(","):
+            continue
+        if text.at("]"):
+            return
+        raise NotStreamable("expected , or ]")
 
 
 def stream_array(
-    text: str, max_depth: int, key: str | None = None, refused_keys: tuple[str, ...] = ()
-) -> Iterator[tuple[int, int, Any]]:
-    """Items of a document's array one at a time, with their spans in `text`: the
-    document's own array (`key` None) or the array under one key of its top-level object.
-    Anything else, invalid JSON included, raises `NotStreamable`; nothing the caller
-    converts before it is lost, because callers run it once to the end before converting."""
-    pos = _skip(text, 0)
-    if key is None:
-        if not text.startswith("[", pos):
-            raise NotStreamable("not an array")
-        end = yield from _items(text, pos, max_depth - 1)
+    chunks: Iterable[bytes],
+    max_depth: int,
+    max_bytes: int,
+    key: str | None = None,
+    refused_keys: tuple[str, ...] = (),
+) -> Iterator[tuple[str | None, Any]]:
+    """Items of a document's array one at a time, its text read from `chunks` as far as
+    needed: the document itself if it is an array (each item paired with None), else the
+    array under `key` in its top-level object (paired with `key`).  Anything else, invalid JSON included, raises `NotStreamable`; nothing
+    the caller converts before it is lost, because callers run it once to the end before
+    converting."""
+    text = _Text(chunks, max_bytes)
+    if text.at("["):
+        for value in _items(text, max_depth - 1):
+            yield None, value
+    elif key is None:
+        raise NotStreamable("not an array")
     else:
-        end = yield from _object_member(text, pos, key, max_depth, refused_keys)
-    if _skip(text, end) != len(text):
+        for value in _object_member(text, key, max_depth, refused_keys):
+            yield key, value
+    text.skip()
+    if text.pos < len(text.text):
         raise NotStreamable("extra data after the document")
 
 
 def _object_member(
-    text: str, pos: int, key: str, max_depth: int, refused_keys: tuple[str, ...]
-) -> Generator[tuple[int, int, Any], None, int]:
-    if not text.startswith("{", pos):
+    text: _Text, key: str, max_depth: int, refused_keys: tuple[str, ...]
+) -> Iterator[Any]:
+    if not text.at("{"):
         raise NotStreamable("not an object")
-    pos, seen = _skip(text, pos + 1), False
-    if text.startswith("}", pos):
+    seen = False
+    if text.at("}"):
         raise NotStreamable(f"no {key}")
     while True:
-        if not text.startswith('"', pos):
-            raise NotStreamable("expected a key")
-        try:
-            name, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
-        except ValueError as exc:
-            raise NotStreamable(str(exc)) from None
+        name = text.name()
         if _has_surrogate(name) or name in refused_keys:
             raise NotStreamable(f"key {name!r}")
-        pos = _skip(text, pos)
-        if not text.startswith(":", pos):
+        if not text.at(":"):
             raise NotStreamable("expected :")
-        pos = _skip(text, pos + 1)
         if name == key:
-            if seen or not text.startswith("[", pos):
+            if seen or not text.at("["):
                 raise NotStreamable(f"{key} is not one array")
             seen = True
-            pos = yield from _items(text, pos, max_depth - 2)
+            yield from _items(text, max_depth - 2)
         else:
+            value = text.value()
             try:
-                value, pos = _DECODER.raw_decode(text, pos)
                 _check_tree(value, max_depth - 1)
-            except (ValueError, RecursionError, ConversionError) as exc:
-                raise NotStreamable(str(exc)) from None
-        pos = _skip(text, pos)
-        if text.startswith(",", pos):
-            pos = _skip(text, pos + 1)
-        elif text.startswith("}", pos):
+            except ConversionError as exc:
+                raise NotStreamable(exc.message) from None
+        if text.at(","):
+            continue
+        if text.at("}"):
             if not seen:
                 raise NotStreamable(f"no {key}")
-            return pos + 1
-        else:
-            raise NotStreamable(f"expected , or }} at {pos}")
+            return
+        raise NotStreamable("expected , or }")
+
+
+def stream_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of a text read in chunks, as `bytes.splitlines` cuts the whole text."""
+    rest = b""
+    for chunk in chunks:
+        rest += chunk
+        cut = rest.rfind(b"\n")
+        if cut < 0:
+            continue
+        yield from rest[: cut + 1].splitlines()
+        rest = rest[cut + 1 :]
+    yield from rest.splitlines()
 
 
 def decode_text(data: bytes, max_bytes: int) -> str:

@@ -38,7 +38,7 @@ from shared.io.storage import (
     ObjectStore,
     PreconditionFailed,
 )
-from shared.jsonio import dump_json, load_json
+from shared.jsonio import Chunked, dump_json, load_json
 from shared.retry import Backoff, attempts
 
 EXPORT_SUFFIXES = (".json", ".jsonl", ".png")
@@ -272,12 +272,13 @@ class Pipeline:
         limit = converter.limits.max_object_bytes
         if ref.size is not None and ref.size > limit:
             raise TooLargeError("object_too_large", f"object is {ref.size} bytes, limit {limit}")
-        data = self.source.read(ref.name, ref.generation)
-        if not data:
+        source = self._source(ref)
+        if not source.size:
             return Outcome("skipped", key, "empty object")
-        if len(data) > limit:
-            raise TooLargeError("object_too_large", f"object is {len(data)} bytes, limit {limit}")
+        if source.size > limit:
+            raise TooLargeError("object_too_large", f"object is {source.size} bytes, limit {limit}")
         if ref.name.lower().endswith(".png"):
+            data = source.whole()
             legend_name = raster_pair(ref.name)[1]
             legend_ref = self._pair(ref, legend_name)
             if legend_ref is None:
@@ -293,8 +294,7 @@ class Pipeline:
                     f"{legend_name} is not a legend; the PNG is not a raster export pair",
                 )
             return self._pair_plan(legend_doc, data, key, place, sources)
-        document = converter.read(data, ref.name)
-        del data  # a batch keeps its text; its jobs are parsed one at a time
+        document = converter.read(source, ref.name)
         if not document.is_batch and is_bare_legend(document.doc):
             mask_name = raster_pair(ref.name)[0]
             mask_ref = self._pair(ref, mask_name)
@@ -307,6 +307,20 @@ class Pipeline:
         if not document.is_batch:
             return self._job_plan(place, key, sources, jobs, relative_to=ref.name)
         return self._batch_plan(jobs, key, place, ref, sources)
+
+    def _source(self, ref: SourceRef) -> Chunked:
+        """The object whole if it fits one chunk, else as ranged reads of its generation
+        (a batch is read twice and never held whole)."""
+        chunk = self.converter.limits.read_chunk_bytes
+        size = ref.size
+        if size is None or size <= chunk:
+            return Chunked.of(self.source.read(ref.name, ref.generation))
+
+        def chunks() -> Iterator[bytes]:
+            for start in range(0, size, chunk):
+                yield self.source.read_range(ref.name, start, start + chunk, ref.generation)
+
+        return Chunked(size, chunks)
 
     def _pair(self, ref: SourceRef, other: str) -> SourceRef | None:
         info = self.source.stat(other)

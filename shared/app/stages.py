@@ -23,6 +23,7 @@ from shared.gtstudio.jobs import parse_job
 from shared.gtstudio.records import Job
 from shared.io.fetch import UrlReader
 from shared.io.registry import CategoryRegistry
+from shared.jsonio import Chunked
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Converter:
 
     # -- parsing ------------------------------------------------------------------------
 
-    def read(self, data: bytes, name: str) -> Document:
+    def read(self, data: bytes | Chunked, name: str) -> Document:
         return read_document(data, name, self.limits)
 
     def parse(self, document: Document | Any) -> Iterator[ParsedJob]:

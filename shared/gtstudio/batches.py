@@ -1,15 +1,17 @@
 """Documents: one job, or a batch whose jobs are parsed one at a time.
 
-A batch (a JSON array, GT Studio's `export_data` envelope, or JSONL) is read in two passes
-over its text: the first checks every job's JSON and learns its reference id (job folders
-are named from those, and a repeated id changes them); the second hands out the jobs one
-by one.  Memory is the text plus one job, not every job's parsed tree (about 27 KiB each).
+A batch (a JSON array, GT Studio's `export_data` envelope, or JSONL) is read in two passes,
+each reading the object again in chunks: the first checks every job's JSON and learns its
+reference id (job folders are named from those, and a repeated id changes them); the
+second hands out the jobs one by one.  Memory is a chunk plus one job, not the batch's
+bytes, its text or every job's parsed tree (about 27 KiB each).
 Whatever the streaming reader does not handle is read whole, the way it always was, so
 errors and outputs do not depend on which path read the document.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,14 +21,13 @@ from shared.config import Limits
 from shared.errors import ConversionError, TooLargeError
 from shared.gtstudio.jobs import parse_job
 from shared.gtstudio.legend import is_bare_legend
-from shared.jsonio import NotStreamable, decode_text, load_json, load_json_lines, stream_array
+from shared.jsonio import Chunked, NotStreamable, load_json, stream_array, stream_lines
 
 
 @dataclass(frozen=True)
 class _Item:
+    position: int  # in the array the stream reads
     pointer: str
-    start: int
-    end: int
     unwrap: bool  # an `export_data` entry: the job is its `data`
 
 
@@ -37,7 +38,8 @@ class Document:
     doc: Any = None
     is_batch: bool = False
     references: list[str | None] = field(default_factory=list)  # each job's, in order
-    _text: str | list[bytes] = ""
+    _source: Chunked | None = None
+    _lines: bool = False
     _items: list[_Item] = field(default_factory=list)
     _loaded: list[tuple[str, Any]] | None = None  # a batch read whole
 
@@ -45,16 +47,26 @@ class Document:
         return len(self.references)
 
     def jobs(self) -> Iterator[tuple[str, Any]]:
-        """(JSON pointer, raw job) for each job of a batch, parsed as it is asked for."""
+        """(JSON pointer, raw job) for each job of a batch, read again from its source and
+        parsed as it is asked for."""
         if self._loaded is not None:
             yield from self._loaded
             return
-        for item in self._items:
-            if isinstance(self._text, list):
-                value = json.loads(self._text[item.start])
-            else:
-                value = json.loads(self._text[item.start : item.end])
-            yield item.pointer, value["data"] if item.unwrap else value
+        assert self._source is not None
+        if self._lines:
+            lines = (line for line in stream_lines(self._source.open()) if line.strip())
+            for item, line in zip(self._items, lines, strict=True):
+                yield item.pointer, json.loads(line)
+            return
+        # The first pass checked the whole document; entries it skipped are skipped again.
+        wanted = {item.position: item for item in self._items}
+        stream = stream_array(
+            self._source.open(), _UNCHECKED_DEPTH, self._source.size, "export_data"
+        )
+        for position, (_, value) in enumerate(stream):
+            if position in wanted:
+                found = wanted[position]
+                yield found.pointer, value["data"] if found.unwrap else value
 
 
 def loose_reference(item: Any) -> str | None:
@@ -118,58 +130,81 @@ def whole_document(doc: Any, limits: Limits) -> Document:
     return Document(is_batch=True, references=refs, _loaded=items)
 
 
-def read_document(data: bytes, name: str, limits: Limits) -> Document:
-    """The document an object holds; `name` says whether it is JSONL."""
+def read_document(source: bytes | Chunked, name: str, limits: Limits) -> Document:
+    """The document an object holds; `name` says whether it is JSONL.  A batch is read in
+    chunks, twice, and never held whole."""
+    if isinstance(source, bytes):
+        source = Chunked.of(source)
     if name.lower().endswith(".jsonl"):
-        return _read_lines(data, limits)
-    text = decode_text(data, limits.max_json_bytes)
-    head = text.lstrip(" \t\n\r")[:1]
-    key = None if head == "[" else "export_data" if '"export_data"' in text else ""
-    if head in {"[", "{"} and key != "":
+        return _read_lines(source, limits)
+    if source.size > limits.max_json_bytes:
+        raise TooLargeError(
+            "json_too_large", f"JSON is {source.size} bytes, limit {limits.max_json_bytes}"
+        )
+    if not _single_job(source.data):
         try:
-            return _read_streamed(text, key, limits)
+            return _read_streamed(source, limits)
         except NotStreamable:
             pass  # read whole: the canonical errors (or a shape the stream does not read)
+    data = source.whole()
     return whole_document(load_json(data, limits.max_json_depth, limits.max_json_bytes), limits)
 
 
-def _read_streamed(text: str, key: str | None, limits: Limits) -> Document:
+def _single_job(data: bytes | None) -> bool:
+    """Held whole, an object without `export_data` is one job: read it whole at once."""
+    if data is None:
+        return False
+    head = data.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\n\r")[:1]
+    return head != b"[" and (head != b"{" or b'"export_data"' not in data)
+
+
+# The second pass reads what the first checked, depth included.
+_UNCHECKED_DEPTH = 1 << 30
+
+
+def _read_streamed(source: Chunked, limits: Limits) -> Document:
     items: list[_Item] = []
     refs: list[str | None] = []
     # A top-level `legend` makes an object a raster legend, not a batch: read whole.
-    stream = stream_array(text, limits.max_json_depth, key, refused_keys=("legend",))
-    for position, (start, end, value) in enumerate(stream):
+    stream = stream_array(
+        source.open(), limits.max_json_depth, limits.max_json_bytes, "export_data", ("legend",)
+    )
+    for position, (key, value) in enumerate(stream):
         if key is None:
             pointer, job, unwrap = f"/{position}", value, False
         elif _envelope_entry(value):
             pointer, job, unwrap = f"/export_data/{position}/data", value["data"], True
         else:
             continue
-        items.append(_Item(pointer, start, end, unwrap))
+        items.append(_Item(position, pointer, unwrap))
         # Past the limit the batch is refused: counted, not parsed.
         refs.append(
             reference_of(job, pointer, limits) if len(refs) < limits.max_batch_jobs else None
         )
     _check_count(len(items), limits)
-    return Document(is_batch=True, references=refs, _text=text, _items=items)
+    return Document(is_batch=True, references=refs, _source=source, _items=items)
 
 
-def _read_lines(data: bytes, limits: Limits) -> Document:
+def _read_lines(source: Chunked, limits: Limits) -> Document:
     """JSONL, a job a line: every line checked first (the error names its line), then each
     parsed again as it is asked for."""
-    if len(data) > limits.max_json_bytes:
-        load_json_lines(data, limits.max_json_depth, limits.max_json_bytes)  # raises
-    lines = [line for line in data.splitlines() if line.strip()]
+    if source.size > limits.max_json_bytes:
+        raise TooLargeError(
+            "json_too_large", f"JSONL is {source.size} bytes, limit {limits.max_json_bytes}"
+        )
     refs: list[str | None] = []
-    for number, line in enumerate(lines):
+    for number, line in enumerate(stream_lines(source.open()), start=1):
+        if not line.strip():
+            continue
         try:
             value = load_json(line, limits.max_json_depth, limits.max_json_bytes)
-        except ConversionError:
-            load_json_lines(data, limits.max_json_depth, limits.max_json_bytes)  # its error
-            raise
+        except ConversionError as exc:
+            raise type(exc)(exc.code, f"line {number}: {exc.message}", f"/{len(refs)}") from None
         refs.append(
-            reference_of(value, f"/{number}", limits) if number < limits.max_batch_jobs else None
+            reference_of(value, f"/{len(refs)}", limits)
+            if len(refs) < limits.max_batch_jobs
+            else None
         )
     _check_count(len(refs), limits)
-    items = [_Item(f"/{i}", i, i, False) for i in range(len(lines))]
-    return Document(is_batch=True, references=refs, _text=lines, _items=items)
+    items = [_Item(i, f"/{i}", False) for i in range(len(refs))]
+    return Document(is_batch=True, references=refs, _source=source, _lines=True, _items=items)

@@ -122,7 +122,7 @@ def _render(expression: str, defaults: dict[str, Any]) -> str:
 
 def test_setting_defaults_match_the_code() -> None:
     defaults = _conversion_defaults()
-    assert len(defaults) == 19
+    assert len(defaults) == 20
     environment = locals_()["environment"]
     rendered = {name: _render(expr, defaults) for name, expr in environment.items()
                 if name not in {"INPUT_BUCKET", "OUTPUT_BUCKET"}}

@@ -18,7 +18,7 @@ import pytest
 from shared.app.persist import Writer
 from shared.app.pipeline import SourceRef
 from shared.app.runtime import build_pipeline, fetch_policy
-from shared.config import Config
+from shared.config import Config, Limits
 from shared.errors import TransientError
 from shared.io.storage import MemoryStore, ObjectInfo
 from tests.cocoutil import load_coco
@@ -119,6 +119,54 @@ def test_the_registry_is_read_once_per_input_not_once_per_job() -> None:
         assert pipeline.process(SourceRef("in", name, info.generation)).status == "converted"
     # Once per input: the first writes the new label and knows the ids it wrote.
     assert out.reads["_registry/categories.json"] == 2, out.reads  # 100 without the cache
+
+
+@dataclass
+class RangeStore:
+    """Records how the input is read: whole, or in ranges (and the largest range)."""
+
+    inner: MemoryStore
+    whole: list[str] = field(default_factory=list)
+    ranges: list[int] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def read(self, name: str, generation: int | None = None) -> bytes:
+        self.whole.append(name)
+        return self.inner.read(name, generation)
+
+    def read_range(self, name: str, start: int, end: int, generation: int | None = None) -> bytes:
+        self.ranges.append(end - start)
+        return self.inner.read_range(name, start, end, generation)
+
+
+@pytest.mark.parametrize("name", ["batch.json", "batch.jsonl"])
+def test_a_batch_past_one_chunk_is_read_in_ranges_with_the_same_outputs(name: str) -> None:
+    jobs = [{"reference_id": f"j{i}", "width": 20, "height": 20,
+             "maker_response": {"rectangles": {"data": [{**RECT, "label": f"c{i % 3}"}]}}}
+            for i in range(40)]
+    data = (b"\n".join(json.dumps(j).encode() for j in jobs) if name.endswith("l")
+            else json.dumps(jobs).encode())
+    results = []
+    for chunk in (len(data), 1000):  # whole, then in ranges
+        inner, out = MemoryStore("in"), MemoryStore("out")
+        inner.write(name, data, "application/json")
+        source = RangeStore(inner)
+        config = Config(input_bucket="in", output_bucket="out",
+                        limits=Limits(read_chunk_bytes=chunk))
+        info = inner.stat(name)
+        assert info is not None
+        outcome = build_pipeline(config, source, out).process(
+            SourceRef("in", name, info.generation, info.size))
+        assert outcome.status == "converted", outcome
+        results.append({n: out.read(n) for n in out.list()})
+        if chunk == 1000:
+            assert name not in source.whole and max(source.ranges) == 1000
+            assert sum(source.ranges) >= 2 * len(data)  # two passes
+        else:
+            assert source.whole == [name] and not source.ranges
+    assert results[0] == results[1]
 
 
 @dataclass

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from shared.config import Limits
 from shared.errors import ConversionError
 from shared.gtstudio.batches import read_document, reference_of, split_jobs
-from shared.jsonio import load_json, load_json_lines
+from shared.jsonio import Chunked, load_json, load_json_lines
 
 RECT = {"_id": "r", "label": "car", "coordinates": [{"x": 0.1, "y": 0.1}, {"x": 0.2, "y": 0.3}]}
 LIMITS = Limits()
@@ -42,6 +42,17 @@ def whole(data: bytes, name: str) -> tuple[list[tuple[str, Any]], list[str | Non
     return items, [reference_of(item, ptr, LIMITS) for ptr, item in items]
 
 
+def chunked(data: bytes, size: int, opened: list[int] | None = None) -> Chunked:
+    """`data` as ranged reads of `size` bytes, never held whole by the reader."""
+
+    def chunks() -> Any:
+        if opened is not None:
+            opened.append(1)
+        return (data[i : i + size] for i in range(0, len(data), size))
+
+    return Chunked(len(data), chunks)
+
+
 def envelope(items: list[Any]) -> dict[str, Any]:
     entries: list[Any] = [{"type": "JSON", "data": item} for item in items]
     entries.insert(len(entries) // 2, {"type": "IMAGE", "url": "x"})  # not a job: skipped
@@ -64,6 +75,41 @@ def test_streamed_batch_equals_the_whole_read(items: list[Any], form: str, inden
     assert document.references == expected_refs
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    jobs,
+    st.sampled_from(["array", "envelope", "jsonl"]),
+    st.sampled_from([None, 1]),
+    st.integers(1, 40),
+    st.sampled_from([b"", b"\xef\xbb\xbf", b"\n "]),
+)
+def test_a_batch_read_in_chunks_equals_the_whole_read(
+    items: list[Any], form: str, indent: int | None, size: int, head: bytes
+) -> None:
+    # Chunks cut anywhere: inside keys, numbers, literals and multi-byte characters.
+    if form == "jsonl":
+        data, name = b"\r\n".join(json.dumps(i, ensure_ascii=False).encode() for i in items), "b.jsonl"
+    else:
+        doc = items if form == "array" else envelope(items)
+        data, name = json.dumps(doc, indent=indent, ensure_ascii=False).encode(), "b.json"
+    data = head + data
+    opened: list[int] = []
+    document = read_document(chunked(data, size, opened), name, LIMITS)
+    expected_items, expected_refs = whole(data, name)
+    assert document.references == expected_refs
+    assert list(document.jobs()) == expected_items
+    assert len(opened) == 2  # two passes over the object, each reading it again
+
+
+def test_a_chunked_batch_is_never_held_whole() -> None:
+    data = json.dumps([job(i) for i in range(200)]).encode()
+    document = read_document(chunked(data, 512), "b.json", LIMITS)
+    assert document._source is not None and document._source.data is None
+    held = [v for v in vars(document).values() if isinstance(v, (bytes, str)) and len(v) > 512]
+    assert not held
+    assert [p for p, _ in document.jobs()] == [f"/{i}" for i in range(200)]
+
+
 @pytest.mark.parametrize(
     ("data", "name"),
     [
@@ -74,6 +120,8 @@ def test_streamed_batch_equals_the_whole_read(items: list[Any], form: str, inden
         (b'[{"a": "\\ud800"}]', "b.json"),  # lone surrogate
         (b"[1" + b"0" * 5000 + b"]", "b.json"),  # integer past Python's limit
         (b'{"a": 1}\n{"b": \n', "b.jsonl"),
+        (b'[{"a": 1}, {"b": "\xc3"}]', "b.json"),  # not UTF-8, cut mid-character
+        (b'{"a": 1}\n\n{"b": "\xff"}\n', "b.jsonl"),
         (b"[]", "b.json"),
         (b'{"export_data": [{"type": "IMAGE"}]}', "b.json"),
     ],
@@ -81,10 +129,11 @@ def test_streamed_batch_equals_the_whole_read(items: list[Any], form: str, inden
 def test_a_bad_batch_fails_exactly_as_read_whole(data: bytes, name: str) -> None:
     with pytest.raises(ConversionError) as whole_error:
         whole(data, name)
-    with pytest.raises(ConversionError) as streamed:
-        read_document(data, name, LIMITS)
-    assert streamed.value.as_dict() == whole_error.value.as_dict()
-    assert type(streamed.value) is type(whole_error.value)
+    for source in (data, chunked(data, 3)):
+        with pytest.raises(ConversionError) as streamed:
+            read_document(source, name, LIMITS)
+        assert streamed.value.as_dict() == whole_error.value.as_dict()
+        assert type(streamed.value) is type(whole_error.value)
 
 
 def test_too_many_jobs_counts_them_all() -> None:

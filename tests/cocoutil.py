@@ -50,7 +50,11 @@ def load_coco(doc: dict[str, Any] | Path | bytes) -> COCO:
                 assert all(len(p) >= 6 and len(p) % 2 == 0 for p in seg), "bad polygon"
             mask = coco.annToMask(ann)
             assert mask.shape == (image["height"], image["width"])
-            assert int(mask.sum()) == round(ann["area"]), "area != decoded pixels"
+            if ann.get("box_only"):  # the shape is its box: the polygon is its corners
+                assert seg == [[x, y, x + w, y, x + w, y + h, x, y + h]], "box_only: not the box"
+                assert ann["area"] == round(w * h, 2) > 0, "box_only: area != w*h"
+            else:
+                assert int(mask.sum()) == round(ann["area"]), "area != decoded pixels"
     return coco
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from shared import __version__
+from shared import RELEASE_YEAR, __version__
 from shared.config import Limits, Options
 from shared.errors import TooLargeError, pointer_join
 from shared.geometry import bbox_of, clip_point, round_coord
@@ -60,8 +60,85 @@ def info_block() -> dict[str, Any]:
         "version": __version__,
         "contributor": "",
         "url": "",
-        "year": "",
+        "year": RELEASE_YEAR,
     }
+
+
+# Attribute names that readers take for annotation fields: FiftyOne's COCO importer spreads
+# `attributes` over the annotation and passes every key to its label classes, so one of
+# these names overwrites a COCO field or raises TypeError.  Such attributes keep their name
+# and value under `reserved_attributes`, which FiftyOne passes as one field.
+RESERVED_ATTRIBUTE_NAMES = frozenset(
+    {
+        # COCO's annotation fields and ours
+        "id",
+        "image_id",
+        "category_id",
+        "bbox",
+        "segmentation",
+        "area",
+        "iscrowd",
+        "keypoints",
+        "num_keypoints",
+        "score",
+        "attributes",
+        "reserved_attributes",
+        "gt_id",
+        "track_id",
+        "box_only",
+        "gt_color",
+        "gt_label_id",
+        "key_frame",
+        # FiftyOne's label fields
+        "label",
+        "confidence",
+        "index",
+        "mask",
+        "mask_path",
+        "bounding_box",
+        "points",
+        "closed",
+        "filled",
+        "visible",
+        "tags",
+        "instance",
+    }
+)
+
+
+def split_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """`attributes` plus, for names a reader reserves (or that start with `_`, which
+    document stores reserve), `reserved_attributes`."""
+    kept = {k: v for k, v in attributes.items() if not _reserved(k)}
+    out: dict[str, Any] = {"attributes": kept}
+    moved = {k: v for k, v in attributes.items() if _reserved(k)}
+    if moved:
+        out["reserved_attributes"] = moved
+    return out
+
+
+def _reserved(name: str) -> bool:
+    return name in RESERVED_ATTRIBUTE_NAMES or name.startswith("_")
+
+
+def box_polygon(box: Sequence[float]) -> list[list[float]]:
+    """A box as the 4-corner polygon COCO readers rasterise: every annotation has a
+    segmentation, so mask readers and segm evaluation accept box-only shapes."""
+    x, y, w, h = box
+    return [[x, y, x + w, y, x + w, y + h, x, y + h]]
+
+
+def at_least_a_pixel(box: Sequence[float], width: int, height: int) -> list[float]:
+    """A box of at least one pixel each way, kept inside the image: one point or collinear
+    points still give a box that evaluation can match (IoU of a zero-area box is 0)."""
+    x, y, w, h = box
+    if w < 1:
+        x = min(max(0.0, x + w / 2 - 0.5), max(0.0, width - 1.0))
+        w = float(min(1, width))
+    if h < 1:
+        y = min(max(0.0, y + h / 2 - 0.5), max(0.0, height - 1.0))
+        h = float(min(1, height))
+    return [round_coord(x), round_coord(y), round_coord(w), round_coord(h)]
 
 
 def category_entries(
@@ -225,7 +302,7 @@ class CocoBuilder:
     def _common(self, shape: Shape) -> dict[str, Any]:
         out: dict[str, Any] = {
             "image_id": self._image_id(shape),
-            "attributes": shape.attributes,
+            **split_attributes(shape.attributes),
             "gt_id": shape.gt_id,
         }
         if shape.track_id is not None:
@@ -258,19 +335,23 @@ class CocoBuilder:
         if box[2] <= 0 or box[3] <= 0:
             return self._drop(shape, "zero_area", f"box {box} has no area inside the image")
         self._note_clipped(shape, clipped)
-        x, y, w, h = box
-        segmentation: list[list[float]] = []
+        segmentation = box_polygon(box)
+        extra: dict[str, Any] = {}
         if self.options.rect_as_polygon:
-            segmentation = [[x, y, x + w, y, x + w, y + h, x, y + h]]
-        if segmentation:
             area = polygon_area(
                 segmentation[0], size.width, size.height, self.limits, shape.pointer
             )
         else:
-            area = round_coord(w * h)
+            area, extra = round_coord(box[2] * box[3]), {"box_only": True}
         self.add_annotation(
             shape.label,
-            {**self._common(shape), "bbox": box, "area": area, "segmentation": segmentation},
+            {
+                **self._common(shape),
+                "bbox": box,
+                "area": area,
+                "segmentation": segmentation,
+                **extra,
+            },
         )
         self.counts["rectangles"] += 1
 
@@ -313,14 +394,19 @@ class CocoBuilder:
             kid: (p, v) for kid, p, v in zip(shape.keypoint_ids, pts, shape.visibility, strict=True)
         }
         self._note_clipped(shape, clipped)
-        box = [round_coord(v) for v in bbox_of(pts)] if pts else [0.0, 0.0, 0.0, 0.0]
+        box = at_least_a_pixel(
+            [round_coord(v) for v in bbox_of(pts)] if pts else [0.0, 0.0, 0.0, 0.0],
+            size.width,
+            size.height,
+        )
         ann = self.add_annotation(
             shape.label,
             {
                 **self._common(shape),
                 "bbox": box,
                 "area": round_coord(box[2] * box[3]),
-                "segmentation": [],
+                "segmentation": box_polygon(box),
+                "box_only": True,
                 "num_keypoints": sum(1 for _, v in slots.values() if v > 0),
                 "_slots": slots,
             },
@@ -336,7 +422,7 @@ class CocoBuilder:
         key = shape.gt_id or f"{shape.kind}-{self.counts[f'input_{group}']}"
         entry: dict[str, Any] = {
             "label": shape.label,
-            "attributes": shape.attributes,
+            "attributes": shape.attributes,  # extras.json: not a COCO reader's
             "points": [list(p) for p in pts],
             "pointer": shape.pointer,
         }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import io
 import json
 import os
@@ -61,6 +63,42 @@ def test_every_golden_coco_loads_in_pycocotools(produced: Path) -> None:
         load_coco(path)
 
 
+def test_every_golden_annotation_has_a_segmentation_and_an_area(produced: Path) -> None:
+    """Mask readers and segm evaluation need a segmentation on every annotation; evaluation
+    can only match a box with an area; readers want an int year."""
+    for path in sorted(produced.rglob("coco.json")):
+        doc = json.loads(path.read_text())
+        assert isinstance(doc["info"]["year"], int), path
+        for ann in doc["annotations"]:
+            assert ann["segmentation"], (path, ann["id"])
+            assert ann["area"] > 0 and ann["bbox"][2] >= 1 and ann["bbox"][3] >= 1, (path, ann)
+
+
+def test_every_golden_coco_evaluates_against_itself(produced: Path) -> None:
+    """COCOeval (bbox and segm) of each file against its own annotations runs, and matches
+    every annotation: AP 1.0 (pycocotools' segm path used to crash on box-only shapes)."""
+    from pycocotools.cocoeval import COCOeval
+
+    checked = 0
+    for path in sorted(produced.rglob("coco.json")):
+        truth = load_coco(path)
+        if not truth.dataset["annotations"]:
+            continue
+        results = [{"image_id": a["image_id"], "category_id": a["category_id"],
+                    "bbox": a["bbox"], "segmentation": a["segmentation"], "score": 1.0}
+                   for a in truth.dataset["annotations"]]
+        for kind in ("bbox", "segm"):
+            with contextlib.redirect_stdout(io.StringIO()):
+                found = truth.loadRes(copy.deepcopy(results))
+                run = COCOeval(truth, found, kind)
+                run.evaluate()
+                run.accumulate()
+                run.summarize()
+            assert run.stats[0] == pytest.approx(1.0), (path, kind, run.stats[0])
+            checked += 1
+    assert checked >= 20
+
+
 def test_rerun_is_byte_identical(produced: Path, tmp_path: Path) -> None:
     assert main(["convert", str(INPUTS), "--out", str(tmp_path), "-q"], out=io.StringIO()) == 1
     for rel, path in _files(produced).items():
@@ -75,8 +113,10 @@ def test_golden_highlights(produced: Path) -> None:
     assert boxes["r-br"] == [768.0, 540.0, 384.0, 216.0]  # corner order did not matter
     assert boxes["r-out"] == [1728.0, 864.0, 192.0, 216.0]  # clipped to the image
     assert rects["images"][0]["reference_id"] == "cam1/000123"
-    assert all(a["segmentation"] == [] and a["area"] == a["bbox"][2] * a["bbox"][3]
-               for a in rects["annotations"])
+    for a in rects["annotations"]:  # box-only: the box's corners, area w*h, flagged
+        x, y, w, h = a["bbox"]
+        assert a["segmentation"] == [[x, y, x + w, y, x + w, y + h, x, y + h]]
+        assert a["area"] == w * h and a["box_only"] is True
     faces = json.loads((produced / "export_envelope_landmarks.json@" / "coco.json").read_text())
     (cat,) = faces["categories"]
     assert cat["keypoints"] == ["1", "2", "3", "4", "5"] and cat["skeleton"] == [[1, 3], [2, 3]]

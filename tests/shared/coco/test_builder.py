@@ -76,3 +76,72 @@ def test_the_attack_export_fails_cleanly_in_a_fresh_process(tmp_path: Path) -> N
     assert result.returncode == 1, result.stderr
     error = json.loads((out / "zig.json@" / "error.json").read_text())
     assert error["error"]["code"] == "shape_too_complex"
+
+
+# -- every annotation a segmentation, a box with an area, attributes readers accept ---------
+
+from shared.coco.builder import (  # noqa: E402
+    RESERVED_ATTRIBUTE_NAMES,
+    ImageSize,
+    at_least_a_pixel,
+    convert_vector_job,
+    split_attributes,
+)
+from shared.config import Options  # noqa: E402
+from shared.geometry import round_coord  # noqa: E402
+from shared.gtstudio.jobs import parse_job  # noqa: E402
+
+extents = st.floats(0, 50, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(0, 99, allow_nan=False), st.floats(0, 99, allow_nan=False), extents, extents,
+       st.integers(1, 100), st.integers(1, 100))
+def test_a_padded_box_has_a_pixel_each_way_inside_the_image(
+    x: float, y: float, w: float, h: float, width: int, height: int
+) -> None:
+    # The builder pads boxes it has already rounded and clipped.
+    x, y = round_coord(min(x, width)), round_coord(min(y, height))
+    w, h = round_coord(min(w, width - x)), round_coord(min(h, height - y))
+    px, py, pw, ph = at_least_a_pixel([x, y, w, h], width, height)
+    assert pw >= min(1, width) and ph >= min(1, height)
+    assert px >= 0 and py >= 0 and px + pw <= width + 1e-9 and py + ph <= height + 1e-9
+    if w >= 1:
+        assert (px, pw) == (x, w)  # a real extent is kept as it is
+    else:  # the pixel covers the original extent's centre
+        assert px <= x + w / 2 + 1e-9 and x + w / 2 <= px + pw + 1e-9
+
+
+@given(st.dictionaries(st.sampled_from([*RESERVED_ATTRIBUTE_NAMES, "_x", "make", "pose", "a b"]),
+                       st.integers()))
+def test_attributes_keep_every_name_and_value_and_no_reserved_name(attrs: dict[str, int]) -> None:
+    out = split_attributes(attrs)
+    assert {**out["attributes"], **out.get("reserved_attributes", {})} == attrs
+    assert not set(out["attributes"]) & RESERVED_ATTRIBUTE_NAMES
+    assert all(not k.startswith("_") for k in out["attributes"])
+    # Spread the way FiftyOne's COCO importer spreads it: no annotation field is replaced.
+    ann = {"id": 1, "bbox": [0, 0, 1, 1], **out}
+    spread = {**ann, **ann.pop("attributes")}
+    assert spread["id"] == 1 and spread["bbox"] == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("points", [
+    [(0.5, 0.5)],  # one point
+    [(0.2, 0.5), (0.4, 0.5), (0.6, 0.5)],  # collinear, horizontal
+    [(0.3, 0.1), (0.3, 0.9)],  # collinear, vertical
+    [(1.0, 1.0)],  # on the far corner
+])
+def test_one_point_and_collinear_landmarks_get_a_box_with_an_area(
+    points: list[tuple[float, float]]
+) -> None:
+    job = parse_job({"width": 100, "height": 80, "maker_response": {"landmarks": {"data": [{
+        "_id": "lm", "label": "face",
+        "points": {f"p{i}": {"x": x, "y": y, "label": i + 1} for i, (x, y) in enumerate(points)},
+    }]}}}, "", Limits())
+    coco = convert_vector_job(job, ImageSize(100, 80, "export"), {"face": 1}, Options(), "k").finish().coco
+    (ann,) = coco["annotations"]
+    x, y, w, h = ann["bbox"]
+    assert w >= 1 and h >= 1 and ann["area"] == w * h > 0
+    assert x + w <= 100 and y + h <= 80
+    assert ann["segmentation"] == [[x, y, x + w, y, x + w, y + h, x, y + h]] and ann["box_only"]
+    assert isinstance(coco["info"]["year"], int)

@@ -1,4 +1,5 @@
-"""`gtcoco convert SRC... --out DST`: the pipeline of the cloud functions, on files or gs://."""
+"""`gtcoco convert SRC... --out DST`: the pipeline of the cloud functions, on files or gs://;
+`gtcoco assemble SRC... --out DST`: converted outputs -> one COCO dataset."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from pathlib import Path
 from typing import TextIO
 
 from shared import __version__
+from shared.app.assemble import Source
 from shared.app.pipeline import Outcome, SourceRef, key_for, raster_pair
-from shared.app.runtime import build_pipeline
+from shared.app.runtime import build_assembler, build_pipeline
+from shared.coco.dataset import parse_splits
 from shared.config import Config, Options
 from shared.errors import GtcocoError
 from shared.io.storage import (
@@ -56,6 +59,30 @@ def _parser() -> argparse.ArgumentParser:
         help="segmentation of raster regions (default auto)",
     )
     convert.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
+    assemble = sub.add_parser(
+        "assemble", help="converted outputs -> one COCO dataset (a file per split and task)"
+    )
+    assemble.add_argument(
+        "sources", nargs="+", metavar="SRC", help="folders or gs://bucket/prefix of gtcoco outputs"
+    )
+    assemble.add_argument(
+        "--out", required=True, metavar="DST", help="folder or gs://bucket/prefix"
+    )
+    assemble.add_argument(
+        "--split",
+        action="append",
+        default=[],
+        metavar="NAME=FRACTION",
+        help="a split and its share of the jobs (repeat; default train=0.9 val=0.1)",
+    )
+    assemble.add_argument(
+        "--images",
+        choices=["none", "copy"],
+        default="none",
+        help="copy every image to images/<split>/ (default none)",
+    )
+    assemble.add_argument("--name", help="the dataset's name (default: DST's last segment)")
+    assemble.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
     return parser
 
 
@@ -172,6 +199,71 @@ def convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_FAILED if tally["failed"] or tally["partial"] else EXIT_OK
 
 
+def assemble(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = Config.from_env()
+    splits = parse_splits(args.split)
+    sources = []
+    for location in args.sources:
+        if not location.startswith("gs://") and not Path(location).is_dir():
+            err.write(f"gtcoco: no such folder: {location}\n")
+            return EXIT_USAGE
+        sources.append(Source(location, open_store(location, config.storage_retry_deadline_s)))
+    if not args.out.startswith("gs://") and Path(args.out).exists() and not Path(args.out).is_dir():
+        err.write(f"gtcoco: --out {args.out} is a file; give a folder or gs://bucket/prefix\n")
+        return EXIT_USAGE
+    name = args.name or posixpath.basename(args.out.rstrip("/")) or "dataset"
+    buckets = tuple(sorted({parse_gs_uri(s.uri)[0] for s in sources if s.uri.startswith("gs://")}))
+    bar = Bar(err, err.isatty() and not args.quiet)
+    assembler = build_assembler(
+        config,
+        open_store(args.out, config.storage_retry_deadline_s),
+        buckets=buckets,
+        progress=bar.show,
+    )
+    started = time.monotonic()
+    result = assembler.run(sources, splits, args.images, name)
+    bar.close()
+    doc = result.dataset
+    if not args.quiet:
+        for split, counts in doc["splits"].items():
+            out.write(
+                f"{split:<8} {counts['images']} images, {counts['instances']} instances, "
+                f"{counts['keypoints']} keypoint annotations, "
+                f"{counts['panoptic_images']} panoptic images\n"
+            )
+        for failure in result.copy_failures:
+            out.write(f"image not copied: {failure['url']}: {failure['error']}\n")
+    jobs = sum(s["jobs"] for s in doc["sources"])
+    out.write(
+        f"gtcoco: {jobs} jobs, {doc['categories']} categories, {len(doc['splits'])} splits "
+        f"written to {args.out} in {time.monotonic() - started:.1f}s"
+        + (f"; {len(result.copy_failures)} images not copied" if result.copy_failures else "")
+        + "\n"
+    )
+    return EXIT_FAILED if result.copy_failures else EXIT_OK
+
+
+class Bar:
+    """A progress bar on a terminal, one line per stage."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream, self.enabled, self.stage = stream, enabled, ""
+
+    def show(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled or not total:
+            return
+        if stage != self.stage and self.stage:
+            self.stream.write("\n")
+        self.stage = stage
+        filled = 30 * done // total
+        self.stream.write(f"\r{stage:<15} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.stage:
+            self.stream.write("\n")
+
+
 def _print_outcome(outcome: Outcome, name: str, out: TextIO, progress: Progress) -> None:
     if progress.enabled:
         out.write("\r")
@@ -207,6 +299,8 @@ def main(
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
     try:
+        if args.command == "assemble":
+            return assemble(args, out, err)
         return convert(args, out, err)
     except (ValueError, GtcocoError, AccessDenied, OSError) as exc:
         err.write(f"gtcoco: {getattr(exc, 'message', exc)}\n")

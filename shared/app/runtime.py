@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from shared.app.assemble import Assembler
 from shared.app.pipeline import Pipeline
 from shared.app.stages import Converter
 from shared.config import Config
@@ -65,6 +68,23 @@ def build_converter(
         out, seed=load_seed(config.categories_seed, reader), limits=config.limits
     )
     return Converter(config, reader, registry)
+
+
+def build_assembler(
+    config: Config,
+    out: ObjectStore,
+    *,
+    policy: FetchPolicy | None = None,
+    resolver: Resolver = system_resolver,
+    buckets: tuple[str, ...] = (),
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Assembler:
+    """An assembler writing to `out`; images are fetched through the same guard as
+    conversion (`buckets`: the sources' buckets, which `gs://` image URLs may name)."""
+    reader = UrlReader(Fetcher(policy or fetch_policy(config, buckets), resolver), _bucket)
+    pool = ThreadPoolExecutor(config.io_workers, thread_name_prefix="gtcoco-assemble")
+    kwargs = {"progress": progress} if progress is not None else {}
+    return Assembler(out, reader, pool, max(1, config.io_workers), **kwargs)
 
 
 def build_pipeline(

@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -192,3 +193,11 @@ def _gray_png(
         raise ValueError(f"{size} bytes of scanlines for a {width}x{height} image")
     parts.append(compressor.flush())
     return b"".join((_header(width, height, 8 * depth), _chunk(b"IDAT", b"".join(parts)), _IEND))
+
+
+def encode_rgb_png(image: npt.NDArray[np.uint8]) -> bytes:
+    """An RGB image (height, width, 3) as a PNG (panoptic masks: ids in their colours)."""
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return bytes(buffer.tobytes())

@@ -214,3 +214,31 @@ def test_cli_reads_and_writes_gs(gcs: Gcs, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     load_coco(outputs(client, "from-cli/cli/a.json@/")["from-cli/cli/a.json@/coco.json"])
 
+
+
+def test_cli_assembles_gs_outputs_into_gs_copying_images_inside_storage(gcs: Gcs) -> None:
+    _, client = gcs
+    images = {f"asm-images/cam{c}/0001.png": b"\x89PNG image %d" % c for c in range(3)}
+    for name, data in images.items():
+        upload(client, name, data, "image/png")
+    for c in range(3):
+        upload(client, f"asm/cam{c}.json", json.dumps(
+            {**job(), "reference_id": f"cam{c}/0001",
+             "image_url": f"gs://{IN}/asm-images/cam{c}/0001.png"}).encode())
+    env = function_env(gcs[0], IN, OUT)
+    for argv in (["convert", f"gs://{IN}/asm/", "--out", f"gs://{OUT}/asm-out"],
+                 ["assemble", f"gs://{OUT}/asm-out", "--out", f"gs://{OUT}/asm-ds",
+                  "--images", "copy", "--split", "all=1"]):
+        result = subprocess.run([sys.executable, "-m", "shared.app.cli", *argv],
+                                capture_output=True, text=True, timeout=120, check=False, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    found = outputs(client, "asm-ds/")
+    coco = load_coco(found["asm-ds/annotations/instances_all.json"])
+    names = sorted(i["file_name"] for i in coco.dataset["images"])
+    assert names == [f"{IN}/asm-images/cam{c}/0001.png" for c in range(3)]
+    for name in names:
+        assert found[f"asm-ds/images/all/{name}"] == images[name.split("/", 1)[1]]
+    manifest = json.loads(found["asm-ds/dataset.json"])
+    assert manifest["images"] == {"mode": "copy", "copied": 3, "failed": []}
+    assert {i["name"] for i in manifest["inputs"]} == {f"asm/cam{c}.json" for c in range(3)}
+    assert all(i["generation"] > 0 for i in manifest["inputs"])

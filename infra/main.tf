@@ -1,3 +1,9 @@
+data "google_project" "this" {
+  project_id = var.project_id
+
+  depends_on = [google_project_service.apis]
+}
+
 # The Cloud Storage service agent publishes the bucket's change notifications to Pub/Sub.
 data "google_storage_project_service_account" "gcs" {
   project = var.project_id
@@ -9,14 +15,22 @@ locals {
   apis = toset([
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
+    # Terraform itself calls these on a fresh project (project lookups, enabling the rest).
+    "cloudresourcemanager.googleapis.com",
     "cloudfunctions.googleapis.com",
     "eventarc.googleapis.com",
     "iam.googleapis.com",
     "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
+    "serviceusage.googleapis.com",
     "storage.googleapis.com",
   ])
+
+  project_number = data.google_project.this.number
+  # Service agents Google creates when their API is enabled (they exist only after that).
+  eventarc_agent = "serviceAccount:service-${local.project_number}@gcp-sa-eventarc.iam.gserviceaccount.com"
 
   bucket_location = coalesce(var.bucket_location, var.region)
   input_bucket    = coalesce(var.input_bucket_name, "${var.project_id}-${var.name_prefix}-input")
@@ -168,15 +182,10 @@ resource "google_storage_bucket" "source" {
   public_access_prevention    = "enforced"
   force_destroy               = true
 
-  # Archives of earlier deploys are kept a while for rollback, then removed.
-  lifecycle_rule {
-    condition {
-      age = 90
-    }
-    action {
-      type = "Delete"
-    }
-  }
+  # No age-based lifecycle rule: the live archive is as old as the last code change, and a
+  # rule deleting objects older than N days deletes it too (drift: the next apply uploads it
+  # again while the functions point at a missing object). Archives are small and named by
+  # content; remove old ones with `gcloud storage rm` when you no longer need to roll back.
 
   depends_on = [google_project_service.apis]
 }
@@ -194,6 +203,9 @@ resource "google_service_account" "runtime" {
   account_id   = "${var.name_prefix}-runtime"
   display_name = "gtcoco functions at run time"
   description  = "Reads the input bucket, writes the output bucket. Nothing else."
+
+  # A fresh project answers 403 SERVICE_DISABLED until the IAM API is on.
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_service_account" "trigger" {
@@ -201,6 +213,8 @@ resource "google_service_account" "trigger" {
   account_id   = "${var.name_prefix}-trigger"
   display_name = "gtcoco Eventarc trigger"
   description  = "Identity Eventarc uses to deliver storage events to the trigger function."
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_service_account" "build" {
@@ -208,6 +222,8 @@ resource "google_service_account" "build" {
   account_id   = "${var.name_prefix}-build"
   display_name = "gtcoco function builds"
   description  = "Cloud Build identity for building the functions' images."
+
+  depends_on = [google_project_service.apis]
 }
 
 # --- Runtime: bucket-scoped storage roles only --------------------------------------------
@@ -240,6 +256,27 @@ resource "google_project_iam_member" "gcs_agent_publishes" {
   project = var.project_id
   role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+
+  depends_on = [time_sleep.service_agents]
+}
+
+# The Eventarc service agent is created when the API is enabled, some time after: wait
+# for it (bounded) before granting it its role, so the grant does not fail on a fresh
+# project; the trigger waits for the grant (provider issue reports of "Permission denied
+# while using the Eventarc Service Agent" on a first apply come from this race).
+resource "time_sleep" "service_agents" {
+  create_duration = var.service_agent_wait
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_project_iam_member" "eventarc_agent" {
+  # checkov:skip=CKV_GCP_49:Google's Eventarc agent for this project, with its own role (what enabling the API grants when it does not race); no user account gets it.
+  project = var.project_id
+  role    = "roles/eventarc.serviceAgent"
+  member  = local.eventarc_agent
+
+  depends_on = [time_sleep.service_agents]
 }
 
 # eventReceiver can only be granted on the project.
@@ -292,6 +329,24 @@ resource "google_storage_bucket_iam_member" "build_reads_source" {
   member = local.build_member
 }
 
+# Cloud Functions gen2 copies the archive into its own bucket, gcf-v2-sources-<project
+# number>-<region>, and Cloud Build reads it from there as the build account ("Access to
+# bucket gcf-v2-sources-... denied" otherwise). That bucket is created by the first deploy,
+# so a bucket-level grant cannot name it: a project grant, conditioned on the name prefix,
+# gives object read on those buckets alone (the provider's custom build account example
+# grants project-wide object read instead).
+resource "google_project_iam_member" "build_reads_function_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = local.build_member
+
+  condition {
+    title       = "gcf-v2-sources only"
+    description = "Object read on the Cloud Functions source buckets of this project."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-${local.project_number}-\")"
+  }
+}
+
 resource "google_project_iam_member" "build_writes_logs" {
   project = var.project_id
   role    = "roles/logging.logWriter"
@@ -306,6 +361,8 @@ resource "time_sleep" "iam_propagation" {
 
   depends_on = [
     google_project_iam_member.gcs_agent_publishes,
+    google_project_iam_member.eventarc_agent,
+    google_project_iam_member.build_reads_function_sources,
     google_project_iam_member.trigger_receives_events,
     google_project_service.apis,
     google_project_iam_member.build_writes_logs,

@@ -120,6 +120,33 @@ variable "trigger_function" {
     concurrency     = optional(number, 1)
   })
   default = {}
+
+  # Checked here, not at apply: Cloud Run refuses concurrency above 1 below one CPU, and
+  # the limits of Cloud Functions gen2 (event-driven functions stop at 540 s).
+  validation {
+    condition     = var.trigger_function.concurrency == 1 || tonumber(var.trigger_function.cpu) >= 1
+    error_message = "trigger_function.concurrency above 1 needs cpu of at least 1."
+  }
+  validation {
+    condition     = var.trigger_function.concurrency >= 1 && var.trigger_function.concurrency <= 1000
+    error_message = "trigger_function.concurrency must be between 1 and 1000."
+  }
+  validation {
+    condition     = var.trigger_function.timeout_seconds >= 1 && var.trigger_function.timeout_seconds <= 540
+    error_message = "trigger_function.timeout_seconds must be between 1 and 540."
+  }
+  validation {
+    condition     = can(regex("^[0-9]+(\\.[0-9]+)?$", var.trigger_function.cpu)) && tonumber(var.trigger_function.cpu) > 0 && tonumber(var.trigger_function.cpu) <= 8
+    error_message = "trigger_function.cpu must be a number of CPUs up to 8, such as \"1\" or \"0.5\"."
+  }
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.trigger_function.memory))
+    error_message = "trigger_function.memory must be like 512Mi or 2Gi."
+  }
+  validation {
+    condition     = var.trigger_function.max_instances >= 1 && var.trigger_function.min_instances >= 0 && var.trigger_function.min_instances <= var.trigger_function.max_instances
+    error_message = "trigger_function needs 1 <= max_instances and 0 <= min_instances <= max_instances."
+  }
 }
 
 variable "http_function" {
@@ -133,6 +160,33 @@ variable "http_function" {
     concurrency     = optional(number, 1)
   })
   default = {}
+
+  # Checked here, not at apply: Cloud Run refuses concurrency above 1 below one CPU, and
+  # the limits of Cloud Functions gen2 (HTTP functions stop at 3,600 s).
+  validation {
+    condition     = var.http_function.concurrency == 1 || tonumber(var.http_function.cpu) >= 1
+    error_message = "http_function.concurrency above 1 needs cpu of at least 1."
+  }
+  validation {
+    condition     = var.http_function.concurrency >= 1 && var.http_function.concurrency <= 1000
+    error_message = "http_function.concurrency must be between 1 and 1000."
+  }
+  validation {
+    condition     = var.http_function.timeout_seconds >= 1 && var.http_function.timeout_seconds <= 3600
+    error_message = "http_function.timeout_seconds must be between 1 and 3600."
+  }
+  validation {
+    condition     = can(regex("^[0-9]+(\\.[0-9]+)?$", var.http_function.cpu)) && tonumber(var.http_function.cpu) > 0 && tonumber(var.http_function.cpu) <= 8
+    error_message = "http_function.cpu must be a number of CPUs up to 8, such as \"1\" or \"0.5\"."
+  }
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.http_function.memory))
+    error_message = "http_function.memory must be like 512Mi or 2Gi."
+  }
+  validation {
+    condition     = var.http_function.max_instances >= 1 && var.http_function.min_instances >= 0 && var.http_function.min_instances <= var.http_function.max_instances
+    error_message = "http_function needs 1 <= max_instances and 0 <= min_instances <= max_instances."
+  }
 }
 
 variable "noncurrent_version_retention_days" {
@@ -157,6 +211,35 @@ variable "iam_propagation_wait" {
   description = "Wait after the first IAM grants before creating the trigger; Eventarc rejects triggers until new grants propagate."
   type        = string
   default     = "90s"
+}
+
+variable "service_agent_wait" {
+  description = "Wait after enabling the APIs before granting the Eventarc and Cloud Storage service agents their roles: Google creates the agents some time after the API is on."
+  type        = string
+  default     = "60s"
+}
+
+variable "notification_channel" {
+  description = "A Cloud Monitoring notification channel id (projects/P/notificationChannels/N) for the alert on failed conversions and retry storms; empty: metrics and the dashboard only, no alert."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.notification_channel == "" || can(regex("^projects/[^/]+/notificationChannels/[^/]+$", var.notification_channel))
+    error_message = "notification_channel must be empty or projects/PROJECT/notificationChannels/ID."
+  }
+}
+
+variable "alert_failures_per_5m" {
+  description = "Failed conversions (error.json written) in 5 minutes above which the alert fires."
+  type        = number
+  default     = 0
+}
+
+variable "alert_retries_per_5m" {
+  description = "Redelivered events in 5 minutes above which the alert fires (a retry storm)."
+  type        = number
+  default     = 20
 }
 
 variable "labels" {

@@ -142,6 +142,8 @@ class Service:
                 outcome=outcome.status,
                 key=outcome.key,
                 errors=errors,
+                # One label for log-based metrics (infra/monitoring.tf): the first error's code.
+                error_code=errors[0].get("code") if errors else None,
                 outputs=len(outcome.outputs),
                 duration_ms=round((time.monotonic() - started) * 1000),
                 **fields,
@@ -174,7 +176,9 @@ class Service:
                 "%s failure, the platform will retry: %s",
                 exc.code,
                 exc,
-                extra=log_fields(event_id=attributes.get("id"), object=name, outcome="retry"),
+                extra=log_fields(
+                    event_id=attributes.get("id"), object=name, outcome="retry", error_code=exc.code
+                ),
             )
             raise
 
@@ -209,7 +213,7 @@ class Service:
                 exc.code,
                 route,
                 exc,
-                extra=log_fields(outcome="error"),
+                extra=log_fields(outcome="error", error_code=exc.code),
             )
             return exc.http_status, error_body(exc.code, exc.message)
 

@@ -88,6 +88,9 @@ def test_batch_and_poison_inputs(gcs: Gcs, trigger: Trigger) -> None:
     failed = [e for e in log_lines if e.get("object") == "bad/broken.json"]
     assert len(failed) == 1 and failed[0]["severity"] == "ERROR"
     assert {"event_id", "bucket", "generation", "outcome", "duration_ms"} <= set(failed[0])
+    # What infra/monitoring.tf's log-based metric counts, by its label.
+    assert failed[0]["logger"] == "gtcoco" and failed[0]["outcome"] == "failed"
+    assert failed[0]["error_code"] == "invalid_json"
     # Fixed and uploaded again: it converts, and the stale error goes.
     response = post_event(trigger[0], upload(client, "bad/broken.json", json.dumps(job()).encode()))
     assert response.status_code == 200

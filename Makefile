@@ -17,7 +17,7 @@ export NO_GCE_CHECK := true
 export CHECKPOINT_DISABLE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install test lint typecheck infra-lint unit compat demo bench mutants archive deploy destroy clean
+.PHONY: help install test lint typecheck infra-lint unit provider-schemas compat demo bench mutants archive deploy destroy clean
 
 help:
 	@echo "make demo   - run the pipeline end to end on a local storage emulator"
@@ -54,7 +54,19 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 infra-lint: $(CHECKOV_STAMP)
 	$(CHECKOV_VENV)/bin/checkov -d infra --framework terraform --skip-download --quiet --compact
 
-unit: $(STAMP)
+# The providers' schemas, offline: prebuilt CDK provider packages (infra/provider-schemas.txt).
+SCHEMA_DIR := build/provider-schemas
+SCHEMA_STAMP := $(SCHEMA_DIR)/.downloaded-$(shell cksum < infra/provider-schemas.txt | cut -d' ' -f1)
+
+$(SCHEMA_STAMP): infra/provider-schemas.txt | $(STAMP)
+	mkdir -p $(SCHEMA_DIR)
+	grep -v '^#' infra/provider-schemas.txt | awk 'NF {print $$1}' | \
+	  xargs $(PY) -m pip download -q --no-deps --only-binary=:all: -d $(SCHEMA_DIR)
+	touch $@
+
+provider-schemas: $(SCHEMA_STAMP)
+
+unit: $(STAMP) $(SCHEMA_STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 test: lint typecheck infra-lint unit

@@ -159,7 +159,8 @@ def load_schema(pin: Pin, resource_types: set[str], data_types: set[str]) -> Sch
 
 
 def used_types(modules: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
-    resources, data = set(), set()
+    resources: set[str] = set()
+    data: set[str] = set()
     for module in modules:
         for kind, target in (("resource", resources), ("data", data)):
             for entry in module.get(kind, []):

@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import multiprocessing
 import os
 import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,6 +82,8 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Slow(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keeps connections open, as CDNs do
+
     def do_GET(self) -> None:
         time.sleep(LATENCY_S)
         self.send_response(200)
@@ -94,6 +96,12 @@ class _Slow(BaseHTTPRequestHandler):
         pass
 
 
+def _serve(ready: multiprocessing.Queue[int]) -> None:
+    server = _Server(("127.0.0.1", 0), _Slow)
+    ready.put(server.server_address[1])
+    server.serve_forever()
+
+
 def one(kind: str, jobs: int, workers: int) -> dict[str, Any]:
     """One scenario in this process: seconds, jobs/s, peak RSS."""
     # Every other knob from the environment (GTCOCO_READ_CHUNK_BYTES, ...), as deployed.
@@ -102,9 +110,12 @@ def one(kind: str, jobs: int, workers: int) -> dict[str, Any]:
     server = None
     kwargs: dict[str, Any] = {}
     if kind == "headers":
-        server = _Server(("127.0.0.1", 0), _Slow)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        data = batch(jobs, f"http://cdn.example.com:{server.server_address[1]}")
+        # The image server runs in a process of its own, as a CDN would: its CPU and its
+        # threads are not the pipeline's.
+        ready: multiprocessing.Queue[int] = multiprocessing.Queue()
+        server = multiprocessing.Process(target=_serve, args=(ready,), daemon=True)
+        server.start()
+        data = batch(jobs, f"http://cdn.example.com:{ready.get(timeout=30)}")
         kwargs = {"policy": fetch_policy(config, trusted_networks=(
             ipaddress.ip_network("127.0.0.1/32"),)), "resolver": lambda h, p: ["127.0.0.1"]}
     else:
@@ -128,7 +139,7 @@ def one(kind: str, jobs: int, workers: int) -> dict[str, Any]:
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert outcome.status == "converted", outcome.reason
     if server is not None:
-        server.shutdown()
+        server.terminate()
     return {"kind": kind, "jobs": jobs, "workers": workers, "seconds": round(seconds, 3),
             "jobs_per_s": round(jobs / seconds, 1), "cpu_s": round(cpu, 2),
             "peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}

@@ -217,15 +217,16 @@ class _Text:
         return name
 
 
-def _items(text: _Text, item_depth: int) -> Iterator[Any]:
+def _items(text: _Text, item_depth: int | None) -> Iterator[Any]:
     """Each item of the array whose `[` was just read, checked as `load_json` checks a
-    whole document."""
+    whole document (`item_depth` None: already checked by an earlier pass)."""
     if text.at("]"):
         return
     while True:
         value = text.value()
         try:
-            _check_tree(value, item_depth)
+            if item_depth is not None:
+                _check_tree(value, item_depth)
         except ConversionError as exc:
             raise NotStreamable(exc.message) from None
         yield value
@@ -238,7 +239,7 @@ def _items(text: _Text, item_depth: int) -> Iterator[Any]:
 
 def stream_array(
     chunks: Iterable[bytes],
-    max_depth: int,
+    max_depth: int | None,
     max_bytes: int,
     key: str | None = None,
     refused_keys: tuple[str, ...] = (),
@@ -247,10 +248,11 @@ def stream_array(
     needed: the document itself if it is an array (each item paired with None), else the
     array under `key` in its top-level object (paired with `key`).  Anything else, invalid JSON included, raises `NotStreamable`; nothing
     the caller converts before it is lost, because callers run it once to the end before
-    converting."""
+    converting.  `max_depth` None: the items were checked by an earlier pass over the same
+    bytes, and are not walked again."""
     text = _Text(chunks, max_bytes)
     if text.at("["):
-        for value in _items(text, max_depth - 1):
+        for value in _items(text, None if max_depth is None else max_depth - 1):
             yield None, value
     elif key is None:
         raise NotStreamable("not an array")
@@ -263,7 +265,7 @@ def stream_array(
 
 
 def _object_member(
-    text: _Text, key: str, max_depth: int, refused_keys: tuple[str, ...]
+    text: _Text, key: str, max_depth: int | None, refused_keys: tuple[str, ...]
 ) -> Iterator[Any]:
     if not text.at("{"):
         raise NotStreamable("not an object")
@@ -280,11 +282,12 @@ def _object_member(
             if seen or not text.at("["):
                 raise NotStreamable(f"{key} is not one array")
             seen = True
-            yield from _items(text, max_depth - 2)
+            yield from _items(text, None if max_depth is None else max_depth - 2)
         else:
             value = text.value()
             try:
-                _check_tree(value, max_depth - 1)
+                if max_depth is not None:
+                    _check_tree(value, max_depth - 1)
             except ConversionError as exc:
                 raise NotStreamable(exc.message) from None
         if text.at(","):

@@ -60,9 +60,8 @@ class Document:
             return
         # The first pass checked the whole document; entries it skipped are skipped again.
         wanted = {item.position: item for item in self._items}
-        stream = stream_array(
-            self._source.open(), _UNCHECKED_DEPTH, self._source.size, "export_data"
-        )
+        # The first pass checked every item: the second does not walk them again.
+        stream = stream_array(self._source.open(), None, self._source.size, "export_data")
         for position, (_, value) in enumerate(stream):
             if position in wanted:
                 found = wanted[position]
@@ -156,10 +155,6 @@ def _single_job(data: bytes | None) -> bool:
         return False
     head = data.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\n\r")[:1]
     return head != b"[" and (head != b"{" or b'"export_data"' not in data)
-
-
-# The second pass reads what the first checked, depth included.
-_UNCHECKED_DEPTH = 1 << 30
 
 
 def _read_streamed(source: Chunked, limits: Limits) -> Document:

@@ -14,6 +14,7 @@ file (command line only).
 from __future__ import annotations
 
 import contextlib
+import heapq
 import ipaddress
 import socket
 import ssl
@@ -120,9 +121,47 @@ def refused(url: str, why: str) -> ConversionError:
     return ConversionError("url_refused", f"refused to fetch {url}: {why}")
 
 
+# Idle kept-alive connections per (scheme, host, port, vetted address): a batch's header
+# reads to one CDN reuse their TCP (and TLS) connections instead of opening one each.
+IDLE_PER_ADDRESS = 64
+_PoolKey = tuple[str, str, int, str]
+
+
 class Fetcher:
     def __init__(self, policy: FetchPolicy, resolver: Resolver = system_resolver) -> None:
         self.policy, self.resolver = policy, resolver
+        self._idle: dict[_PoolKey, list[HTTPConnection]] = {}
+        self._idle_lock = threading.Lock()
+
+    def _take(self, key: _PoolKey) -> HTTPConnection | None:
+        with self._idle_lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def _give_back(self, key: _PoolKey, conn: HTTPConnection) -> None:
+        """Keep a connection whose response was read to its end. The key holds the address
+        every new request is vetted to again, so a kept connection only ever serves the host
+        and address it was opened for."""
+        with self._idle_lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < IDLE_PER_ADDRESS:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def _open(self, key: _PoolKey, timeout: float) -> HTTPConnection:
+        scheme, host, port, address = key
+        if scheme == "https":
+            return HTTPSConnection(
+                address,
+                port,
+                timeout=timeout,
+                server_hostname=host,
+                assert_hostname=host,
+                cert_reqs="CERT_REQUIRED",
+                ca_certs=self.policy.ca_certs or certifi.where(),
+            )
+        return HTTPConnection(address, port, timeout=timeout)
 
     def vet(self, url: str) -> tuple[str, str, int, str]:
         """(scheme, host, port, address to connect to), or `url_refused`."""
@@ -152,48 +191,42 @@ class Fetcher:
                 raise refused(url, f"{host} resolves to non-public address {ip}")
         return scheme, host, port, str(addresses[0])
 
-    def _connect(self, url: str, deadline: float, watchdog: _Watchdog) -> urllib3.BaseHTTPResponse:
+    def _connect(
+        self, url: str, deadline: float, watchdog: _Watchdog
+    ) -> tuple[urllib3.BaseHTTPResponse, HTTPConnection, _PoolKey]:
         for _ in range(self.policy.max_redirects + 1):
-            scheme, host, port, address = self.vet(url)
+            key = self.vet(url)
+            scheme, host, port, address = key
             parts = urlsplit(url)
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             remaining = max(0.1, deadline - time.monotonic())
             # The socket timeout bounds each wait; the watchdog bounds them all together.
-            timeout = remaining
-            conn: HTTPConnection
-            if scheme == "https":
-                conn = HTTPSConnection(
-                    address,
-                    port,
-                    timeout=timeout,
-                    server_hostname=host,
-                    assert_hostname=host,
-                    cert_reqs="CERT_REQUIRED",
-                    ca_certs=self.policy.ca_certs or certifi.where(),
-                )
-            else:
-                conn = HTTPConnection(address, port, timeout=timeout)
-            watchdog.watch(conn)
-            host_header = host if parts.port is None else f"{host}:{port}"
-            try:
-                conn.request(
-                    "GET",
-                    path,
-                    headers={"Host": host_header, "User-Agent": "gtcoco"},
-                    preload_content=False,
-                )
-                response = conn.getresponse()
-            except urllib3.exceptions.NewConnectionError as exc:
-                raise ConversionError(
-                    "url_unreachable", f"cannot connect to {host}: {exc}"
-                ) from None
-            except (ssl.SSLError, urllib3.exceptions.SSLError, CertificateError) as exc:
-                if watchdog.fired:
+            kept = self._take(key)
+            if kept is not None:
+                try:
+                    response = self._send(kept, path, host, parts.port, port, remaining, watchdog)
+                    conn = kept
+                except (OSError, urllib3.exceptions.HTTPError):
+                    # The server closed the idle connection: open a new one.
+                    kept.close()
+                    kept = None
+            if kept is None:
+                conn = self._open(key, remaining)
+                try:
+                    response = self._send(conn, path, host, parts.port, port, remaining, watchdog)
+                except urllib3.exceptions.NewConnectionError as exc:
+                    raise ConversionError(
+                        "url_unreachable", f"cannot connect to {host}: {exc}"
+                    ) from None
+                except (ssl.SSLError, urllib3.exceptions.SSLError, CertificateError) as exc:
+                    if watchdog.fired:
+                        raise watchdog.fault(url, exc) from exc
+                    # A certificate that does not verify is the server's lasting property.
+                    raise ConversionError(
+                        "url_unreachable", f"TLS failure for {host}: {exc}"
+                    ) from None
+                except (OSError, urllib3.exceptions.HTTPError) as exc:
                     raise watchdog.fault(url, exc) from exc
-                # A certificate that does not verify is the server's lasting property.
-                raise ConversionError("url_unreachable", f"TLS failure for {host}: {exc}") from None
-            except (OSError, urllib3.exceptions.HTTPError) as exc:
-                raise watchdog.fault(url, exc) from exc
             if response.status in REDIRECTS:
                 location = response.headers.get("Location", "")
                 conn.close()
@@ -207,15 +240,40 @@ class Fetcher:
             if response.status != 200:
                 conn.close()
                 raise ConversionError("url_unreachable", f"{url} answered HTTP {response.status}")
-            return response
+            return response, conn, key
         raise refused(url, f"more than {self.policy.max_redirects} redirects")
+
+    @staticmethod
+    def _send(
+        conn: HTTPConnection,
+        path: str,
+        host: str,
+        url_port: int | None,
+        port: int,
+        timeout: float,
+        watchdog: _Watchdog,
+    ) -> urllib3.BaseHTTPResponse:
+        watchdog.watch(conn)
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        host_header = host if url_port is None else f"{host}:{port}"
+        conn.request(
+            "GET",
+            path,
+            headers={"Host": host_header, "User-Agent": "gtcoco"},
+            preload_content=False,
+        )
+        return conn.getresponse()
 
     def chunks(self, url: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
         """Body chunks; stop iterating to close the connection early."""
         deadline = time.monotonic() + self.policy.timeout_s
         watchdog = _Watchdog(self.policy.timeout_s)
+        kept: tuple[_PoolKey, HTTPConnection] | None = None
+        response: urllib3.BaseHTTPResponse | None = None
         try:
-            response = self._connect(url, deadline, watchdog)
+            response, conn, key = self._connect(url, deadline, watchdog)
             total = 0
             while True:
                 try:
@@ -225,16 +283,81 @@ class Fetcher:
                 if watchdog.fired:
                     raise watchdog.fault(url, None)
                 if not chunk:
-                    return
+                    break
                 total += len(chunk)
                 if total > self.policy.max_bytes:
                     raise TooLargeError(
                         "fetch_too_large",
                         f"{url} is over the fetch limit of {self.policy.max_bytes} bytes",
                     )
+                if response.length_remaining == 0:
+                    kept = (key, conn)  # read to its end, even if the reader stops here
                 yield chunk
+            kept = (key, conn)
         finally:
+            reusable = (
+                kept is not None
+                and response is not None
+                and not watchdog.fired
+                and response.length_remaining == 0
+                and not getattr(getattr(response, "_original_response", None), "will_close", True)
+            )
+            if reusable and kept is not None:
+                watchdog.forget(kept[1])
             watchdog.close()
+            if reusable and kept is not None:
+                self._give_back(*kept)
+
+
+class _Alarms:
+    """One thread firing every fetch's deadline (a thread per fetch costs more than a
+    header read): `after` schedules, the returned alarm's `cancel` withdraws."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Alarm]] = []
+        self._count = 0
+        self._thread: threading.Thread | None = None
+
+    def after(self, seconds: float, action: Callable[[], None]) -> _Alarm:
+        alarm = _Alarm(action)
+        with self._cond:
+            self._count += 1
+            heapq.heappush(self._heap, (time.monotonic() + seconds, self._count, alarm))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="gtcoco-fetch-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return alarm
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][2].cancelled:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                due = self._heap[0][0] - time.monotonic()
+                if due > 0:
+                    self._cond.wait(due)
+                    continue
+                _, _, alarm = heapq.heappop(self._heap)
+            if not alarm.cancelled:
+                alarm.action()
+
+
+class _Alarm:
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action, self.cancelled = action, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+_CLOCK = _Alarms()
 
 
 class _Watchdog:
@@ -245,15 +368,19 @@ class _Watchdog:
         self.seconds, self.fired = seconds, False
         self._conns: list[HTTPConnection] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        self._timer = _CLOCK.after(seconds, self._fire)
 
     def watch(self, conn: HTTPConnection) -> None:
         with self._lock:
             self._conns.append(conn)
             if self.fired:
                 conn.close()
+
+    def forget(self, conn: HTTPConnection) -> None:
+        """Stop watching a connection that goes back to the pool (close() would close it)."""
+        with self._lock:
+            if conn in self._conns:
+                self._conns.remove(conn)
 
     def _fire(self) -> None:
         with self._lock:

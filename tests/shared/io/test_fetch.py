@@ -335,3 +335,97 @@ def test_credentials_in_urls_are_refused_even_to_an_allowed_host(victim: Countin
     assert info.value.code == "url_refused"
     assert victim.hits == []
     assert b"".join(fetcher.chunks(url.replace("user:secret@", ""))) == b"secret"
+
+
+# -- kept-alive connections -----------------------------------------------------------------
+
+class _KeepAlive:
+    """An HTTP/1.1 server that keeps connections open; counts the connections it accepted
+    and the Host header of each request."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+        self.connections, self.hosts = 0, []
+        self.lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with outer.lock:
+                    outer.connections += 1
+
+            def do_GET(self) -> None:
+                outer.hosts.append(self.headers["Host"])
+                body = b"x" * 100 + self.path.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_sequential_fetches_reuse_one_vetted_connection() -> None:
+    server = _KeepAlive()
+    try:
+        fetcher = Fetcher(FetchPolicy(trusted_networks=LOOPBACK_ONLY), resolver_to("127.0.0.1"))
+        bodies = [b"".join(fetcher.chunks(f"http://cdn.example.com:{server.port}/img/{i}.png"))
+                  for i in range(20)]
+        assert bodies == [b"x" * 100 + f"/img/{i}.png".encode() for i in range(20)]
+        assert server.connections == 1  # not one per request
+        # A reader that stops after the whole body (a header read) still gives it back.
+        first = next(fetcher.chunks(f"http://cdn.example.com:{server.port}/h", chunk_size=4096))
+        assert first.endswith(b"/h") and server.connections == 1
+    finally:
+        server.close()
+
+
+def test_a_kept_connection_serves_only_its_host_and_vetted_address() -> None:
+    server = _KeepAlive()
+    try:
+        addresses = {"a.example.com": "127.0.0.1", "b.example.com": "127.0.0.1"}
+        fetcher = Fetcher(FetchPolicy(trusted_networks=LOOPBACK_ONLY),
+                          lambda host, port: [addresses[host]])
+        for host in ("a.example.com", "b.example.com", "a.example.com", "b.example.com"):
+            b"".join(fetcher.chunks(f"http://{host}:{server.port}/x"))
+        assert server.connections == 2  # one per host, each reused once
+        assert server.hosts == [f"{h}:{server.port}" for h in
+                                ("a.example.com", "b.example.com", "a.example.com", "b.example.com")]
+        # The name now resolves somewhere the guard refuses: the kept connection to the old
+        # address is not a way around the check.
+        addresses["a.example.com"] = "10.0.0.1"
+        with pytest.raises(ConversionError) as refused:
+            b"".join(fetcher.chunks(f"http://a.example.com:{server.port}/x"))
+        assert refused.value.code == "url_refused" and len(server.hosts) == 4
+    finally:
+        server.close()
+
+
+def test_a_connection_the_server_closed_is_replaced() -> None:
+    server = _KeepAlive()
+    try:
+        fetcher = Fetcher(FetchPolicy(trusted_networks=LOOPBACK_ONLY), resolver_to("127.0.0.1"))
+        b"".join(fetcher.chunks(f"http://cdn.example.com:{server.port}/1"))
+        for idle in fetcher._idle.values():
+            for conn in idle:
+                assert conn.sock is not None
+                conn.sock.shutdown(2)  # as a server's idle timeout would
+        assert b"".join(fetcher.chunks(f"http://cdn.example.com:{server.port}/2")).endswith(b"/2")
+        assert server.connections == 2
+    finally:
+        server.close()

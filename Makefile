@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt functions/requireme
 # checkov lives in its own venv: it pins a python-hcl2 fork that conflicts with the tests' one.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov.txt | cut -d' ' -f1)
+# gcloud-tasks-emulator in a venv of its own: it pins protobuf 4; the tests start it.
+TASKS_VENV := .venv-tasks
+TASKS_STAMP := $(TASKS_VENV)/.installed-$(shell cksum < requirements-tasks.txt | cut -d' ' -f1)
 # The third-party readers (FiftyOne, Datumaro, torchvision, pycocotools) in a venv of their own.
 COMPAT_VENV := .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(shell cksum < requirements-compat.txt | cut -d' ' -f1)
@@ -66,7 +69,13 @@ $(SCHEMA_STAMP): infra/provider-schemas.txt | $(STAMP)
 
 provider-schemas: $(SCHEMA_STAMP)
 
-unit: $(STAMP) $(SCHEMA_STAMP)
+$(TASKS_STAMP): requirements-tasks.txt
+	rm -rf $(TASKS_VENV)
+	$(PYTHON) -m venv $(TASKS_VENV)
+	$(TASKS_VENV)/bin/python -m pip install -q -r requirements-tasks.txt
+	touch $@
+
+unit: $(STAMP) $(SCHEMA_STAMP) $(TASKS_STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 test: lint typecheck infra-lint unit
@@ -111,4 +120,4 @@ destroy:
 	$(TERRAFORM) -chdir=infra destroy
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(COMPAT_VENV) build *.egg-info .mypy_cache .ruff_cache demo-output
+	rm -rf $(VENV) $(CHECKOV_VENV) $(COMPAT_VENV) $(TASKS_VENV) build *.egg-info .mypy_cache .ruff_cache demo-output

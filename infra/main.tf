@@ -17,6 +17,7 @@ locals {
     "cloudbuild.googleapis.com",
     # Terraform itself calls these on a fresh project (project lookups, enabling the rest).
     "cloudresourcemanager.googleapis.com",
+    "cloudtasks.googleapis.com",
     "cloudfunctions.googleapis.com",
     "eventarc.googleapis.com",
     "iam.googleapis.com",
@@ -75,6 +76,12 @@ locals {
     GTCOCO_MAX_LABEL_CHARS          = tostring(var.conversion.max_label_chars)
     GTCOCO_MAX_CATEGORIES           = tostring(var.conversion.max_categories)
     GTCOCO_MAX_RASTER_WORK          = tostring(var.conversion.max_raster_work)
+    # Backfills: tasks call the HTTP function by its cloudfunctions.net URL, known before
+    # the function exists (its run.app URL would make the function depend on itself).
+    GTCOCO_TASKS_QUEUE           = google_cloud_tasks_queue.backfill.id
+    GTCOCO_TASKS_URL             = "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name_prefix}-api"
+    GTCOCO_TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
+    GTCOCO_BACKFILL_MAX_TASKS    = tostring(var.backfill_queue.max_tasks_per_call)
     # A lease must outlive any run holding it, or a slow writer is taken over mid-write.
     GTCOCO_LOCK_LEASE_S = tostring(max(var.conversion.lock_lease_s,
     var.trigger_function.timeout_seconds + 60, var.http_function.timeout_seconds + 60))

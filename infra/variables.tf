@@ -213,6 +213,22 @@ variable "iam_propagation_wait" {
   default     = "90s"
 }
 
+variable "backfill_queue" {
+  description = "The backfill queue: dispatch rate and concurrency (the HTTP function's load), attempts per task, tasks one POST /backfill may enqueue."
+  type = object({
+    max_dispatches_per_second = optional(number, 20)
+    max_concurrent_dispatches = optional(number, 10)
+    max_attempts              = optional(number, 10)
+    max_tasks_per_call        = optional(number, 100000)
+  })
+  default = {}
+
+  validation {
+    condition     = var.backfill_queue.max_concurrent_dispatches >= 1 && var.backfill_queue.max_dispatches_per_second > 0 && var.backfill_queue.max_attempts >= 1 && var.backfill_queue.max_tasks_per_call >= 1
+    error_message = "backfill_queue needs positive rates, at least one attempt and one task per call."
+  }
+}
+
 variable "service_agent_wait" {
   description = "Wait after enabling the APIs before granting the Eventarc and Cloud Storage service agents their roles: Google creates the agents some time after the API is on."
   type        = string

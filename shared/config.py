@@ -106,6 +106,12 @@ class Config:
     # Reads (headers, masks) and writes in flight at once: the jobs of a batch wait on the
     # network together instead of one after another.  1 makes every stage serial.
     io_workers: int = 32
+    # Backfills: the Cloud Tasks queue, the HTTP function's URL that tasks call, the
+    # account whose OIDC token they carry (empty: POST /backfill is off), tasks a run.
+    tasks_queue: str = ""
+    tasks_url: str = ""
+    tasks_service_account: str = ""
+    backfill_max_tasks: int = 100_000
     limits: Limits = field(default_factory=Limits)
     options: Options = field(default_factory=Options)
 
@@ -146,6 +152,10 @@ class Config:
             lock_lease_s=_int(env, "GTCOCO_LOCK_LEASE_S", 900),
             storage_retry_deadline_s=_float(env, "GTCOCO_STORAGE_RETRY_DEADLINE_S", 60.0),
             io_workers=_int(env, "GTCOCO_IO_WORKERS", 32),
+            tasks_queue=env.get("GTCOCO_TASKS_QUEUE", "").strip(),
+            tasks_url=env.get("GTCOCO_TASKS_URL", "").strip(),
+            tasks_service_account=env.get("GTCOCO_TASKS_SERVICE_ACCOUNT", "").strip(),
+            backfill_max_tasks=_int(env, "GTCOCO_BACKFILL_MAX_TASKS", 100_000),
             limits=limits,
             options=options,
         )

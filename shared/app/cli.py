@@ -15,13 +15,16 @@ from typing import TextIO
 
 from shared import __version__
 from shared.app.assemble import Source
-from shared.app.pipeline import Outcome, SourceRef, key_for, raster_pair
+from shared.app.backfill import BackfillResult, enqueue, pending, run_locally
+from shared.app.pipeline import Outcome, Pipeline, SourceRef, key_for, raster_pair
 from shared.app.runtime import build_assembler, build_pipeline
 from shared.coco.dataset import parse_splits
 from shared.config import Config, Options
 from shared.errors import GtcocoError
+from shared.io.queue import CloudTasksQueue, QueueTarget
 from shared.io.storage import (
     AccessDenied,
+    GcsStore,
     LocalStore,
     NotFound,
     ObjectStore,
@@ -83,6 +86,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     assemble.add_argument("--name", help="the dataset's name (default: DST's last segment)")
     assemble.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
+    backfill = sub.add_parser(
+        "backfill", help="convert every export not yet converted at its live generation"
+    )
+    backfill.add_argument("source", metavar="gs://INPUT[/PREFIX]", help="the exports")
+    backfill.add_argument(
+        "--out",
+        required=True,
+        metavar="gs://OUTPUT[/PREFIX]",
+        help="where their outputs are (and go)",
+    )
+    backfill.add_argument(
+        "--local",
+        action="store_true",
+        help="convert here on a worker pool instead of enqueuing Cloud Tasks",
+    )
+    backfill.add_argument("--workers", type=int, default=4, help="--local: parallel inputs")
+    backfill.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="at most this many exports this run (a rerun takes the rest)",
+    )
+    backfill.add_argument("--queue", help="projects/P/locations/L/queues/Q (GTCOCO_TASKS_QUEUE)")
+    backfill.add_argument("--target", help="the HTTP function's URL (GTCOCO_TASKS_URL)")
+    backfill.add_argument(
+        "--service-account", help="the task-invoker account (GTCOCO_TASKS_SERVICE_ACCOUNT)"
+    )
+    backfill.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
     return parser
 
 
@@ -243,6 +274,61 @@ def assemble(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_FAILED if result.copy_failures else EXIT_OK
 
 
+def backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config = Config.from_env()
+    if not args.source.startswith("gs://") or not args.out.startswith("gs://"):
+        err.write("gtcoco: backfill reads gs://INPUT[/PREFIX] and --out gs://OUTPUT[/PREFIX]\n")
+        return EXIT_USAGE
+    bucket, prefix = parse_gs_uri(args.source)
+    source = GcsStore(bucket, retry_deadline_s=config.storage_retry_deadline_s)
+    destination = open_store(args.out, config.storage_retry_deadline_s)
+    buckets = (bucket,)
+
+    def pipeline() -> Pipeline:
+        return build_pipeline(config, source, destination, buckets=buckets)
+
+    limit = args.limit if args.limit is not None else config.backfill_max_tasks
+    result = BackfillResult()
+    bar = Bar(err, err.isatty() and not args.quiet)
+    refs = pending(
+        source,
+        pipeline(),
+        prefix,
+        result,
+        progress=lambda done, total: bar.show("listing", done, total),
+    )
+    started = time.monotonic()
+    if args.local:
+        run_locally(refs, pipeline, args.workers, limit, result)
+    else:
+        target = QueueTarget(
+            args.queue or config.tasks_queue,
+            args.target or config.tasks_url,
+            args.service_account or config.tasks_service_account,
+        )
+        if not (target.queue and target.url and target.service_account):
+            err.write(
+                "gtcoco: give --queue, --target and --service-account (or their "
+                "GTCOCO_TASKS_* variables), or --local\n"
+            )
+            return EXIT_USAGE
+        enqueue(refs, CloudTasksQueue(target), limit, result)
+    bar.close()
+    done = (
+        ", ".join(f"{n} {s}" for s, n in sorted(result.converted.items()))
+        if args.local
+        else f"{result.enqueued} tasks enqueued, {result.deduplicated} already queued"
+    )
+    out.write(
+        f"gtcoco: backfill of {args.source}: {result.listed} objects, {result.current} "
+        f"already converted, {result.not_exports} not exports; {done}"
+        + (f"; {result.left} left for the next run" if result.left else "")
+        + f" ({time.monotonic() - started:.1f}s)\n"
+    )
+    failed = result.converted.get("failed", 0) + result.converted.get("partial", 0)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 class Bar:
     """A progress bar on a terminal, one line per stage."""
 
@@ -301,6 +387,8 @@ def main(
     try:
         if args.command == "assemble":
             return assemble(args, out, err)
+        if args.command == "backfill":
+            return backfill(args, out, err)
         return convert(args, out, err)
     except (ValueError, GtcocoError, AccessDenied, OSError) as exc:
         err.write(f"gtcoco: {getattr(exc, 'message', exc)}\n")

@@ -475,6 +475,18 @@ class Pipeline:
         )
         return place.report, batch_report, outcome
 
+    def is_current(self, ref: SourceRef) -> bool:
+        """Whether the outputs of `ref` were converted from this generation of it (its
+        report or error names it): a backfill has nothing to do for it."""
+        is_mask = ref.name.lower().endswith(".png")
+        place = Place(layout.input_prefix(raster_pair(ref.name)[1] if is_mask else ref.name))
+        if not layout.fits(place.prefix, _LONGEST_BATCH_FILE):
+            place = Place(layout.long_name_prefix(ref.name))
+        found = self._marker(place)
+        if found is None:
+            return False
+        return _generations(found.sources).get(ref.name) == ref.generation
+
     # -- writing -------------------------------------------------------------------------
 
     def _read_marker(self, name: str) -> Marker | None:

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.app.backfill import BackfillResult, enqueue, pending
 from shared.app.logs import fields as log_fields
 from shared.app.pipeline import Outcome, Pipeline, SourceRef
 from shared.app.runtime import build_pipeline
 from shared.config import Config
 from shared.errors import ConfigurationError, ConversionError, GtcocoError, TransientError
+from shared.io.queue import CloudTasksQueue, QueueTarget, TaskQueue
 from shared.io.storage import AccessDenied, GcsStore, ObjectStore
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
@@ -100,6 +102,7 @@ class Service:
     source: ObjectStore
     out: ObjectStore
     pipeline: Pipeline
+    queue: TaskQueue | None = None  # None: Cloud Tasks, as configured
 
     @classmethod
     def from_config(cls, config: Config) -> Service:
@@ -189,8 +192,10 @@ class Service:
     ) -> Response:
         """`body` None: the edge stopped reading it past `max_json_bytes` (413)."""
         route = path.rstrip("/") or "/"
-        if route not in {"/convert", "/process"}:
-            return 404, error_body("not_found", f"no route {path}; use POST /convert or /process")
+        if route not in {"/convert", "/process", "/backfill"}:
+            return 404, error_body(
+                "not_found", f"no route {path}; use POST /convert, /process or /backfill"
+            )
         if method != "POST":
             return 405, error_body("method_not_allowed", "use POST")
         media = (content_type or "").split(";")[0].strip().lower()
@@ -204,6 +209,8 @@ class Service:
         try:
             if route == "/convert":
                 return self._convert(body, media)
+            if route == "/backfill":
+                return self._backfill(body)
             return self._process(body)
         except ConversionError as exc:
             return exc.http_status, {"error": exc.as_dict()}
@@ -237,6 +244,34 @@ class Service:
         if not document.is_batch:
             return 200, results[0]["coco"]
         return 200, {"jobs": results}
+
+    def _backfill(self, body: bytes) -> Response:
+        """One Cloud Task per export under `prefix` not converted at its live generation
+        (each calls POST /process); `limit` caps the tasks of this call."""
+        config = self.config
+        if not (config.tasks_queue and config.tasks_url and config.tasks_service_account):
+            return 501, error_body(
+                "backfill_not_configured",
+                "set GTCOCO_TASKS_QUEUE, GTCOCO_TASKS_URL and GTCOCO_TASKS_SERVICE_ACCOUNT",
+            )
+        request = self.pipeline.converter.read(body, "request.json").doc
+        prefix = request.get("prefix", "") if isinstance(request, dict) else None
+        limit = request.get("limit", config.backfill_max_tasks) if isinstance(request, dict) else 0
+        if not isinstance(prefix, str) or not isinstance(limit, int) or isinstance(limit, bool):
+            return 400, error_body("invalid_request", 'send {"prefix": "...", "limit"?: N}')
+        queue = self.queue or CloudTasksQueue(
+            QueueTarget(config.tasks_queue, config.tasks_url, config.tasks_service_account)
+        )
+        result = BackfillResult()
+        refs = pending(self.source, self.pipeline, prefix, result)
+        enqueue(refs, queue, max(0, min(limit, config.backfill_max_tasks)), result)
+        log.info(
+            "backfill of %s: %d tasks enqueued",
+            prefix or "the bucket",
+            result.enqueued,
+            extra=log_fields(outcome="backfill", **result.as_dict()),
+        )
+        return 200, result.as_dict()
 
     def _process(self, body: bytes) -> Response:
         converter = self.pipeline.converter

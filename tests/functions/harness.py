@@ -108,8 +108,9 @@ def tree_peak_rss_kib(pid: int) -> int:
 @contextmanager
 def function_server(target: str, signature: str, env: dict[str, str],
                     source: Path = ROOT / "functions" / "main.py",
-                    python: str = sys.executable, log: Path | None = None) -> Iterator[str]:
-    port = free_port()
+                    python: str = sys.executable, log: Path | None = None,
+                    port: int | None = None) -> Iterator[str]:
+    port = port or free_port()
     log_file = log.open("wb") if log else None
     process = subprocess.Popen(
         [python, "-m", "functions_framework", "--source", str(source), "--target", target,
@@ -130,6 +131,34 @@ def function_server(target: str, signature: str, env: dict[str, str],
             process.kill()
         if log_file:
             log_file.close()
+
+
+TASKS_EMULATOR = ROOT / ".venv-tasks" / "bin" / "gcloud-tasks-emulator"
+
+
+@contextmanager
+def tasks_emulator(queue: str, target_port: int, grpc_port: int | None = None,
+                   max_retries: int = 3) -> Iterator[str]:
+    """gcloud-tasks-emulator (its own venv, `make test` builds it) on 127.0.0.1 with `queue`
+    created, dispatching every task to 127.0.0.1:`target_port`; yields host:port."""
+    if not TASKS_EMULATOR.exists():
+        raise FileNotFoundError(f"{TASKS_EMULATOR}: run `make test` (it builds .venv-tasks)")
+    port = grpc_port or free_port()
+    process = subprocess.Popen(
+        [str(TASKS_EMULATOR), "start", "-p", str(port), "-H", "127.0.0.1",
+         "-t", str(target_port), "-d", queue, "-r", str(max_retries)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    threading.Thread(target=_drain, args=(process.stderr,), daemon=True).start()
+    try:
+        wait_for_port(port, process)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def object_data(bucket: str, name: str, generation: int, size: int,

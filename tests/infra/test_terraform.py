@@ -115,6 +115,11 @@ def _render(expression: str, defaults: dict[str, Any]) -> str:
         timeouts = [_sizing_default(sizing["trigger_function"]) + int(match[2]),
                     _sizing_default(sizing["http_function"]) + int(match[3])]
         return str(max([defaults[match[1]], *timeouts]))
+    if match := re.fullmatch(r"\$\{tostring\(var\.backfill_queue\.(\w+)\)\}", expression):
+        found = re.search(rf"{match[1]}\s*=\s*optional\(number, (\d+)\)",
+                          variables()["backfill_queue"]["type"])
+        assert found, match[1]
+        return found[1]
     if expression == "${var.categories_uri}":
         return str(variables()["categories_uri"]["default"])
     raise AssertionError(f"unexpected expression {expression}")
@@ -124,10 +129,17 @@ def test_setting_defaults_match_the_code() -> None:
     defaults = _conversion_defaults()
     assert len(defaults) == 20
     environment = locals_()["environment"]
+    # Values of this deployment's resources, not settings with defaults.
+    deployment = {"INPUT_BUCKET", "OUTPUT_BUCKET", "GTCOCO_TASKS_QUEUE", "GTCOCO_TASKS_URL",
+                  "GTCOCO_TASKS_SERVICE_ACCOUNT"}
     rendered = {name: _render(expr, defaults) for name, expr in environment.items()
-                if name not in {"INPUT_BUCKET", "OUTPUT_BUCKET"}}
+                if name not in deployment}
     buckets = {"INPUT_BUCKET": "in", "OUTPUT_BUCKET": "out"}
     assert Config.from_env({**rendered, **buckets}) == Config.from_env(buckets)
+    # Tasks call the HTTP function itself, with the invoker account's token.
+    assert environment["GTCOCO_TASKS_URL"].endswith(".cloudfunctions.net/${var.name_prefix}-api")
+    assert HTTP["name"] == "${var.name_prefix}-api"
+    assert environment["GTCOCO_TASKS_SERVICE_ACCOUNT"] == "${google_service_account.tasks.email}"
     assert float(rendered["GTCOCO_STORAGE_RETRY_DEADLINE_S"]) == 60.0  # shared/storage.py
 
 
@@ -233,7 +245,7 @@ def test_functions_run_as_dedicated_accounts_with_bounded_scaling() -> None:
 def test_run_invoker_is_granted_on_the_cloud_run_services() -> None:
     grants = {name: body for (kind, name), body in RESOURCES.items()
               if body.get("role") == "roles/run.invoker"}
-    assert set(grants) == {"trigger_invokes", "http_invokers"}
+    assert set(grants) == {"trigger_invokes", "http_invokers", "tasks_invoke_http"}
     for (kind, name), body in RESOURCES.items():
         if body.get("role") == "roles/run.invoker":
             assert kind == "google_cloud_run_v2_service_iam_member", name
@@ -269,3 +281,27 @@ def test_module_readme_lists_every_input_and_output() -> None:
     declared = set(variables()) | {k for e in load("outputs.tf")["output"] for k in e}
     missing = {name for name in declared if f"| `{name}` |" not in readme}
     assert not missing, missing
+
+
+def test_backfill_tasks_have_least_privilege() -> None:
+    """The runtime enqueues on the one queue and acts as the invoker account; the invoker
+    account holds run.invoker on the HTTP function and nothing else."""
+    tasks_member = "serviceAccount:${google_service_account.tasks.email}"
+    grants = [(kind, name, body) for (kind, name), body in RESOURCES.items()
+              if kind.endswith("_iam_member")]
+    mine = [(kind, body) for kind, _, body in grants if body["member"] == tasks_member]
+    assert mine == [("google_cloud_run_v2_service_iam_member", {
+        **RESOURCES[("google_cloud_run_v2_service_iam_member", "tasks_invoke_http")]})]
+    assert mine[0][1]["role"] == "roles/run.invoker"
+    assert mine[0][1]["name"] == "${google_cloudfunctions2_function.http.service_config[0].service}"
+    enqueue = RESOURCES[("google_cloud_tasks_queue_iam_member", "runtime_enqueues")]
+    assert enqueue["role"] == "roles/cloudtasks.enqueuer"
+    assert enqueue["name"] == "${google_cloud_tasks_queue.backfill.name}"
+    acts = RESOURCES[("google_service_account_iam_member", "runtime_acts_as_tasks")]
+    assert acts["role"] == "roles/iam.serviceAccountUser"
+    assert acts["service_account_id"] == "${google_service_account.tasks.name}"
+    # No project-wide Cloud Tasks or actAs grant.
+    project_roles = {b["role"] for k, _, b in grants if k == "google_project_iam_member"}
+    assert not {r for r in project_roles if "cloudtasks" in r or "serviceAccountUser" in r}
+    queue = RESOURCES[("google_cloud_tasks_queue", "backfill")]
+    assert _first(queue, "rate_limits") and _first(queue, "retry_config")

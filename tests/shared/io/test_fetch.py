@@ -348,7 +348,8 @@ class _KeepAlive:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         outer = self
-        self.connections, self.hosts = 0, []
+        self.connections = 0
+        self.hosts: list[str] = []
         self.lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):

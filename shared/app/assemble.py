@@ -151,12 +151,12 @@ class Assembler:
     def __init__(
         self,
         out: ObjectStore,
-        reader: UrlReader,
+        reader_for: Callable[[tuple[str, ...]], UrlReader],
         pool: ThreadPoolExecutor,
         window: int,
         progress: Callable[[str, int, int], None] = lambda stage, done, total: None,
     ) -> None:
-        self.out, self.reader, self.pool, self.window = out, reader, pool, window
+        self.out, self.reader_for, self.pool, self.window = out, reader_for, pool, window
         self.progress = progress
 
     # -- reading ---------------------------------------------------------------------------
@@ -240,7 +240,10 @@ class Assembler:
                 self._panoptic(panoptic, state, categories.things)
                 for split in state.values():
                     self._write_split(split, categories, name)
-                failures = self._copy_images(copies) if copies else []
+                # Images may come from the buckets the exports came from, as at conversion.
+                exported_from = tuple(sorted({b for b, _ in inputs if b}))
+                reader = self.reader_for(exported_from)
+                failures = self._copy_images(copies, reader) if copies else []
                 doc = self._dataset_doc(
                     name,
                     sources,
@@ -369,12 +372,12 @@ class Assembler:
                     f"annotations/{kind}_{split.name}.json", Path(f.name), "application/json"
                 )
 
-    def _copy_images(self, copies: list[ImageCopy]) -> list[dict[str, str]]:
+    def _copy_images(self, copies: list[ImageCopy], reader: UrlReader) -> list[dict[str, str]]:
         failures: list[dict[str, str]] = []
 
         def copy(item: ImageCopy) -> dict[str, str] | None:
             try:
-                self._copy(item)
+                self._copy(item, reader)
             except GtcocoError as exc:  # one image's failure is reported, not fatal
                 return {"url": item.url, "target": item.target, "error": str(exc)}
             return None
@@ -385,14 +388,14 @@ class Assembler:
                 failures.append(failure)
         return failures
 
-    def _copy(self, item: ImageCopy) -> None:
+    def _copy(self, item: ImageCopy, reader: UrlReader) -> None:
         parts = urlsplit(item.url)
         if parts.scheme == "gs" and self.out.can_copy_from_gcs:
-            if not self.reader.fetcher.policy.bucket_allowed(parts.netloc):
+            if not reader.fetcher.policy.bucket_allowed(parts.netloc):
                 raise BadRequest("url_refused", f"{item.url}: bucket not in the allow-list")
             self.out.copy_from(parts.netloc, parts.path.lstrip("/"), item.target)
             return
-        data = b"".join(self.reader.chunks(item.url, first=1024 * 1024))
+        data = b"".join(reader.chunks(item.url, first=1024 * 1024))
         self.out.write(item.target, data, _image_type(item.target))
 
     def _dataset_doc(

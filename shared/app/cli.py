@@ -243,13 +243,9 @@ def assemble(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"gtcoco: --out {args.out} is a file; give a folder or gs://bucket/prefix\n")
         return EXIT_USAGE
     name = args.name or posixpath.basename(args.out.rstrip("/")) or "dataset"
-    buckets = tuple(sorted({parse_gs_uri(s.uri)[0] for s in sources if s.uri.startswith("gs://")}))
     bar = Bar(err, err.isatty() and not args.quiet)
     assembler = build_assembler(
-        config,
-        open_store(args.out, config.storage_retry_deadline_s),
-        buckets=buckets,
-        progress=bar.show,
+        config, open_store(args.out, config.storage_retry_deadline_s), progress=bar.show
     )
     started = time.monotonic()
     result = assembler.run(sources, splits, args.images, name)

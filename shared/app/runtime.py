@@ -76,15 +76,18 @@ def build_assembler(
     *,
     policy: FetchPolicy | None = None,
     resolver: Resolver = system_resolver,
-    buckets: tuple[str, ...] = (),
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Assembler:
     """An assembler writing to `out`; images are fetched through the same guard as
-    conversion (`buckets`: the sources' buckets, which `gs://` image URLs may name)."""
-    reader = UrlReader(Fetcher(policy or fetch_policy(config, buckets), resolver), _bucket)
+    conversion: `gs://` images may name the allow-list's buckets and the buckets the jobs'
+    exports came from (as when they were converted), never the outputs' own."""
+
+    def reader_for(buckets: tuple[str, ...]) -> UrlReader:
+        return UrlReader(Fetcher(policy or fetch_policy(config, buckets), resolver), _bucket)
+
     pool = ThreadPoolExecutor(config.io_workers, thread_name_prefix="gtcoco-assemble")
     kwargs = {"progress": progress} if progress is not None else {}
-    return Assembler(out, reader, pool, max(1, config.io_workers), **kwargs)
+    return Assembler(out, reader_for, pool, max(1, config.io_workers), **kwargs)
 
 
 def build_pipeline(

@@ -228,20 +228,29 @@ def test_cli_assembles_gs_outputs_into_gs_copying_images_inside_storage(gcs: Gcs
         upload(client, f"asm/cam{c}.json", json.dumps(
             {**job(), "reference_id": f"cam{c}/0001",
              "image_url": f"gs://{IN}/asm-images/cam{c}/0001.png"}).encode())
+    # An image in a bucket outside the allow-list: refused, reported, not copied.
+    upload(client, "asm/other.json", json.dumps(
+        {**job(), "reference_id": "other/0001",
+         "image_url": f"gs://{OUT}/asm-images/other/0001.png"}).encode())
+    client.bucket(OUT).blob("asm-images/other/0001.png").upload_from_string(b"\x89PNG other")
     env = function_env(gcs[0], IN, OUT)
-    for argv in (["convert", f"gs://{IN}/asm/", "--out", f"gs://{OUT}/asm-out"],
-                 ["assemble", f"gs://{OUT}/asm-out", "--out", f"gs://{OUT}/asm-ds",
-                  "--images", "copy", "--split", "all=1"]):
+    for argv, code in ((["convert", f"gs://{IN}/asm/", "--out", f"gs://{OUT}/asm-out"], 0),
+                       (["assemble", f"gs://{OUT}/asm-out", "--out", f"gs://{OUT}/asm-ds",
+                         "--images", "copy", "--split", "all=1"], 1)):
         result = subprocess.run([sys.executable, "-m", "shared.app.cli", *argv],
                                 capture_output=True, text=True, timeout=120, check=False, env=env)
-        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.returncode == code, result.stdout + result.stderr
+    assert f"image not copied: gs://{OUT}/asm-images/other/0001.png" in result.stdout
     found = outputs(client, "asm-ds/")
     coco = load_coco(found["asm-ds/annotations/instances_all.json"])
     names = sorted(i["file_name"] for i in coco.dataset["images"])
-    assert names == [f"{IN}/asm-images/cam{c}/0001.png" for c in range(3)]
-    for name in names:
+    assert names == [f"{IN}/asm-images/cam{c}/0001.png" for c in range(3)] + [
+        f"{OUT}/asm-images/other/0001.png"]
+    for name in names[:3]:
         assert found[f"asm-ds/images/all/{name}"] == images[name.split("/", 1)[1]]
+    assert f"asm-ds/images/all/{names[3]}" not in found
     manifest = json.loads(found["asm-ds/dataset.json"])
-    assert manifest["images"] == {"mode": "copy", "copied": 3, "failed": []}
-    assert {i["name"] for i in manifest["inputs"]} == {f"asm/cam{c}.json" for c in range(3)}
+    assert manifest["images"]["copied"] == 3 and len(manifest["images"]["failed"]) == 1
+    assert {i["name"] for i in manifest["inputs"]} == {
+        *(f"asm/cam{c}.json" for c in range(3)), "asm/other.json"}
     assert all(i["generation"] > 0 for i in manifest["inputs"])

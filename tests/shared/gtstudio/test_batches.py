@@ -151,3 +151,24 @@ def test_an_envelope_that_is_a_legend_is_read_whole() -> None:
 def test_single_job_is_not_a_batch() -> None:
     document = read_document(json.dumps(job("a")).encode(), "a.json", LIMITS)
     assert not document.is_batch and document.doc == job("a")
+
+
+def test_a_batch_over_the_json_limit_is_refused_read_whole_or_in_chunks() -> None:
+    limits = Limits(max_json_bytes=300)
+    data = json.dumps([job(i) for i in range(10)]).encode()
+    for source in (data, chunked(data, 64)):
+        with pytest.raises(ConversionError) as caught:
+            read_document(source, "b.json", limits)
+        assert caught.value.code == "json_too_large"
+        assert caught.value.message == f"JSON is {len(data)} bytes, limit 300"
+
+
+def test_a_source_longer_than_it_said_is_still_bounded() -> None:
+    """The size a store reports is checked up front; the bytes read are counted too, so an
+    object that grew (or a store that lied) cannot be read past the limit."""
+    limits = Limits(max_json_bytes=300)
+    data = json.dumps([job(i) for i in range(10)]).encode()
+    lying = Chunked(100, chunked(data, 64).open)
+    with pytest.raises(ConversionError) as caught:
+        read_document(lying, "b.json", limits)
+    assert caught.value.code == "json_too_large"

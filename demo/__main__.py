@@ -91,6 +91,15 @@ def main() -> int:
                 client.bucket(IN).blob("exports/street.json").download_as_bytes()))
             print(f"\nPOST /convert exports/street.json -> {converted.status_code}, "
                   f"{len(converted.json()['annotations'])} annotations")
+            # Every converted export -> one dataset: COCO files per split and task.
+            assembled = requests.post(f"{api}/assemble", timeout=300, json={
+                "prefix": "", "name": "demo-v1", "splits": {"train": 0.7, "val": 0.3}})
+            answer = assembled.json()
+            print(f"\nPOST /assemble -> {assembled.status_code}: {answer.get('dataset')}")
+            print(f"  {'split':<8} {'images':>6} {'instances':>9} {'keypoints':>9} {'panoptic':>8}")
+            for split, counts in answer.get("splits", {}).items():
+                print(f"  {split:<8} {counts['images']:>6} {counts['instances']:>9} "
+                      f"{counts['keypoints']:>9} {counts['panoptic_images']:>8}")
         print(f"\nwhat landed in gs://{OUT}:")
         for blob in client.list_blobs(OUT):
             print(f"  {blob.name:<52} {blob.size:>8} bytes")

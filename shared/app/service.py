@@ -4,20 +4,23 @@ outcomes and (status, body) out.  `functions/main.py` only adapts types."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.app.assemble import Source
 from shared.app.backfill import BackfillResult, enqueue, pending
 from shared.app.logs import fields as log_fields
 from shared.app.pipeline import Outcome, Pipeline, SourceRef
-from shared.app.runtime import build_pipeline
+from shared.app.runtime import build_assembler, build_pipeline
+from shared.coco.dataset import parse_splits
 from shared.config import Config
 from shared.errors import ConfigurationError, ConversionError, GtcocoError, TransientError
 from shared.io.queue import CloudTasksQueue, QueueTarget, TaskQueue
-from shared.io.storage import AccessDenied, GcsStore, ObjectStore
+from shared.io.storage import AccessDenied, GcsStore, ObjectStore, PrefixStore
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 JSON_TYPES = {"application/json", "application/x-ndjson", "application/jsonl", "text/plain"}
@@ -90,6 +93,9 @@ def _age_seconds(timestamp: Any, now: float) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return now - when.timestamp()
+
+
+DATASET_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 
 
 def error_body(code: str, message: str, pointer: str = "") -> dict[str, Any]:
@@ -192,9 +198,9 @@ class Service:
     ) -> Response:
         """`body` None: the edge stopped reading it past `max_json_bytes` (413)."""
         route = path.rstrip("/") or "/"
-        if route not in {"/convert", "/process", "/backfill"}:
+        if route not in {"/convert", "/process", "/backfill", "/assemble"}:
             return 404, error_body(
-                "not_found", f"no route {path}; use POST /convert, /process or /backfill"
+                "not_found", f"no route {path}; use POST /convert, /process, /backfill or /assemble"
             )
         if method != "POST":
             return 405, error_body("method_not_allowed", "use POST")
@@ -211,6 +217,8 @@ class Service:
                 return self._convert(body, media)
             if route == "/backfill":
                 return self._backfill(body)
+            if route == "/assemble":
+                return self._assemble(body)
             return self._process(body)
         except ConversionError as exc:
             return exc.http_status, {"error": exc.as_dict()}
@@ -272,6 +280,40 @@ class Service:
             extra=log_fields(outcome="backfill", **result.as_dict()),
         )
         return 200, result.as_dict()
+
+    def _assemble(self, body: bytes) -> Response:
+        """The outputs under `prefix` of the output bucket -> `datasets/<name>/` there."""
+        request = self.pipeline.converter.read(body, "request.json").doc
+        if not isinstance(request, dict):
+            return 400, error_body("invalid_request", 'send {"prefix", "name", "splits"?}')
+        prefix, name = request.get("prefix", ""), request.get("name")
+        splits, images = request.get("splits"), request.get("images", "none")
+        if not isinstance(prefix, str) or not isinstance(name, str) or not DATASET_NAME.match(name):
+            return 400, error_body(
+                "invalid_request", 'send {"prefix": "...", "name": "[A-Za-z0-9_-][A-Za-z0-9._-]*"}'
+            )
+        if splits is not None and not (
+            isinstance(splits, dict)
+            and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in splits.values()
+            )
+        ):
+            return 400, error_body("invalid_request", '"splits" is {"train": 0.9, ...}', "/splits")
+        if images not in {"none", "copy"}:
+            return 400, error_body("invalid_request", '"images" is "none" or "copy"', "/images")
+        rule = parse_splits([f"{k}={v}" for k, v in (splits or {}).items()])
+        source = PrefixStore(self.out, prefix) if prefix.strip("/") else self.out
+        target = PrefixStore(self.out, f"datasets/{name}")
+        result = build_assembler(self.config, target).run(
+            [Source(self.out.uri(prefix), source)], rule, images, name
+        )
+        doc = result.dataset
+        return 200, {
+            "dataset": target.uri(""),
+            "splits": doc["splits"],
+            "categories": doc["categories"],
+            "images": doc["images"],
+        }
 
     def _process(self, body: bytes) -> Response:
         converter = self.pipeline.converter

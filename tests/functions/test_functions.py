@@ -254,3 +254,25 @@ def test_cli_assembles_gs_outputs_into_gs_copying_images_inside_storage(gcs: Gcs
     assert {i["name"] for i in manifest["inputs"]} == {
         *(f"asm/cam{c}.json" for c in range(3)), "asm/other.json"}
     assert all(i["generation"] > 0 for i in manifest["inputs"])
+
+
+def test_post_assemble_writes_a_dataset_in_the_output_bucket(gcs: Gcs, api: str) -> None:
+    _, client = gcs
+    for i in range(4):
+        upload(client, f"asm-http/job-{i}.json", json.dumps(
+            {**job(f"c{i}"), "reference_id": f"r{i}"}).encode())
+        response = requests.post(f"{api}/process", json={"bucket": IN, "name": f"asm-http/job-{i}.json"},
+                                 timeout=120)
+        assert response.json()["status"] == "converted"
+    response = requests.post(f"{api}/assemble", json={
+        "prefix": "asm-http/", "name": "cars-v1", "splits": {"all": 1}}, timeout=120)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["splits"]["all"]["images"] == 4 and answer["dataset"].endswith("datasets/cars-v1/")
+    found = outputs(client, "datasets/cars-v1/")
+    coco = load_coco(found["datasets/cars-v1/annotations/instances_all.json"])
+    assert len(coco.dataset["images"]) == 4 and len(coco.dataset["annotations"]) == 8
+    assert "datasets/cars-v1/dataset.json" in found
+    for bad in ({"prefix": "asm-http/", "name": "../x"}, {"prefix": "asm-http/", "name": "ok",
+                                                          "splits": {"a": 0.5}}):
+        assert requests.post(f"{api}/assemble", json=bad, timeout=60).status_code == 400

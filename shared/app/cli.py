@@ -39,7 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gtcoco", description="GT Studio exports to COCO.")
     parser.add_argument("--version", action="version", version=f"gtcoco {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    convert = sub.add_parser("convert", help="convert exports to the layout of SPEC §3")
+    convert = sub.add_parser(
+        "convert",
+        help="convert exports to COCO, one output folder per input (README: Output layout)",
+    )
     convert.add_argument(
         "sources",
         nargs="+",

@@ -25,6 +25,34 @@ def is_guide_coco(doc: Any) -> bool:
     )
 
 
+def is_plain_coco(doc: Any) -> bool:
+    """A COCO file already (int ids, `categories` with int ids and names, every
+    `category_id` one of them): not the guide's, so there is nothing to upgrade."""
+    if not (isinstance(doc, dict) and "category" not in doc):
+        return False
+    images, annotations, categories = (
+        doc.get("images"),
+        doc.get("annotations"),
+        doc.get("categories"),
+    )
+    if not (isinstance(images, list) and isinstance(annotations, list)):
+        return False
+    if not isinstance(categories, list) or not all(
+        isinstance(c, dict) and _is_int(c.get("id")) and isinstance(c.get("name"), str)
+        for c in categories
+    ):
+        return False
+    ids = {c["id"] for c in categories}
+    return all(isinstance(i, dict) and _is_int(i.get("id")) for i in images) and all(
+        isinstance(a, dict) and _is_int(a.get("id")) and a.get("category_id") in ids
+        for a in annotations
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _number_list(value: Any) -> list[float] | None:
     if isinstance(value, list) and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value

@@ -14,7 +14,7 @@ from typing import Any
 from shared.config import Limits
 from shared.errors import ConversionError, pointer_join
 from shared.geometry import natural_sorted
-from shared.gtstudio.guide import is_guide_coco, parse_guide_coco
+from shared.gtstudio.guide import is_guide_coco, is_plain_coco, parse_guide_coco
 from shared.gtstudio.records import Frame, Job, Note, RasterSpec, Shape, Unsupported
 from shared.gtstudio.shapes import (
     CONTAINER_KEYS,
@@ -36,6 +36,15 @@ def parse_job(doc: Any, pointer: str, limits: Limits) -> Job:
     if not isinstance(doc, dict):
         raise ConversionError("invalid_type", "a job must be a JSON object", pointer)
     if is_guide_coco(doc):
+        if is_plain_coco(doc):
+            raise ConversionError(
+                "already_coco",
+                "this is a COCO file already (int ids, categories, category_id): gtcoco "
+                "converts GT Studio exports. Use the file as it is, convert the GT Studio "
+                "export it came from, or, for one dataset from many gtcoco outputs, run "
+                "`gtcoco assemble`",
+                pointer,
+            )
         return parse_guide_coco(doc, pointer, limits)
     reference_id = str_or_none(doc.get("reference_id"))
     meta = doc.get("meta")

@@ -202,3 +202,21 @@ def test_tracker_keys_reach_every_frame_and_unknown_ones_are_counted_once() -> N
         {"gt_color": [9, 8, 7], "gt_label_id": "L", "key_frame": True},
         {"gt_color": [9, 8, 7], "gt_label_id": "L", "key_frame": False}]
     assert [s.unknown_keys for s in job.shapes] == [("odd",), ("odd_frame",)]
+
+
+def test_a_coco_file_is_recognised_and_refused_with_what_to_do() -> None:
+    from shared.config import Limits
+    from shared.errors import ConversionError
+    from shared.gtstudio.jobs import parse_job
+
+    coco = {"info": {}, "licenses": [], "images": [{"id": 1, "file_name": "a.jpg",
+                                                     "width": 4, "height": 4}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0, 1, 1],
+                             "area": 1, "iscrowd": 0, "segmentation": []}],
+            "categories": [{"id": 3, "name": "car"}]}
+    with pytest.raises(ConversionError) as caught:
+        parse_job(coco, "", Limits())
+    assert caught.value.code == "already_coco" and "gtcoco assemble" in caught.value.message
+    # The guide's COCO-like file (labels as category_id) is still upgraded.
+    guide = {**coco, "annotations": [{**coco["annotations"][0], "category_id": "car"}]}
+    assert parse_job(guide, "", Limits()).shapes

@@ -117,8 +117,18 @@ def run(only: list[str]) -> int:
         tree = Path(scratch) / "tree"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree),
                         "HEAD"], check=True)
-        env = dict(os.environ, PYTHONPATH=str(tree), NO_GCE_CHECK="true", CHECKPOINT_DISABLE="1")
+        env = dict(os.environ, PYTHONPATH=str(tree), NO_GCE_CHECK="true", CHECKPOINT_DISABLE="1",
+                   GTCOCO_TASKS_EMULATOR=str(ROOT / ".venv-tasks" / "bin" / "gcloud-tasks-emulator"))
         try:
+            # The tree unmutated must pass, or every mutant would look caught.
+            baseline = subprocess.run(
+                [sys.executable, "-m", "pytest", "-x", "-q", "-n", "2", "--dist", "loadgroup",
+                 "-p", "no:cacheprovider", "tests/shared", "tests/functions"],
+                cwd=tree, env=env, capture_output=True, text=True, timeout=1800, check=False)
+            if baseline.returncode != 0:
+                print("the unmutated tree fails its tests; fix that first:\n" + baseline.stdout[-3000:])
+                return 2
+            print("baseline: the unmutated tree passes", flush=True)
             for mutant in chosen:
                 target = tree / mutant.path
                 text = target.read_text()

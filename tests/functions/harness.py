@@ -133,7 +133,10 @@ def function_server(target: str, signature: str, env: dict[str, str],
             log_file.close()
 
 
-TASKS_EMULATOR = ROOT / ".venv-tasks" / "bin" / "gcloud-tasks-emulator"
+# `make test` builds .venv-tasks; a scratch tree of the repository (tests.mutants) names the
+# checkout's with GTCOCO_TASKS_EMULATOR.
+TASKS_EMULATOR = Path(os.environ.get(
+    "GTCOCO_TASKS_EMULATOR", ROOT / ".venv-tasks" / "bin" / "gcloud-tasks-emulator"))
 
 
 @contextmanager

@@ -68,14 +68,17 @@ def build(target: Path) -> None:
         assembler = build_assembler(config, LocalStore(target), policy=policy)
         result = assembler.run([Source(str(out), LocalStore(out))],
                                (("train", 0.7), ("val", 0.3)), "copy", "compat")
-    # Raster pairs have no image: give readers that open images one of the right size.
+    # Raster pairs have no image, and a few golden jobs share one URL at two declared sizes:
+    # give readers that open images one of the declared size.
     for split in ("train", "val"):
         doc = json.loads((target / "annotations" / f"instances_{split}.json").read_text())
         for image in doc["images"]:
             path = target / "images" / split / image["file_name"]
-            if not path.exists():
+            found = cv2.imread(str(path)) if path.exists() else None
+            if found is None or found.shape[:2] != (image["height"], image["width"]):
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(_image(image["width"], image["height"], image["id"], ".png"))
+                ext = ".png" if path.suffix.lower() == ".png" else ".jpg"
+                path.write_bytes(_image(image["width"], image["height"], image["id"], ext))
     (target / ".gtcoco.lock").unlink(missing_ok=True)
     print(f"compat dataset: {target} ({len(result.copy_failures)} images not copied)")
     assert not result.copy_failures, result.copy_failures

@@ -143,3 +143,37 @@ def test_datumaro_finds_and_imports_the_panoptic_task() -> None:
                              for a in doc("panoptic", s)["annotations"])
     for mask in masks:
         assert mask.image.any()  # every segment has pixels in its PNG
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_supervision_reads_every_box_and_mask(split: str) -> None:
+    import supervision as sv
+
+    dataset = sv.DetectionDataset.from_coco(
+        images_directory_path=str(ROOT / "images" / split),
+        annotations_path=str(ROOT / "annotations" / f"instances_{split}.json"),
+        force_masks=True)
+    assert len(dataset) == len(doc("instances", split)["images"])
+    detections = sum(len(d) for _, _, d in dataset)
+    assert detections == len(doc("instances", split)["annotations"])
+    for _, image, found in dataset:
+        if len(found):
+            assert found.mask is not None and found.mask.shape[1:] == image.shape[:2]
+
+
+def test_ultralytics_converts_every_annotation_to_yolo_segments(tmp_path: Path) -> None:
+    import shutil
+
+    from ultralytics.data.converter import convert_coco
+
+    labels = tmp_path / "labels_in"
+    labels.mkdir()
+    for split in SPLITS:  # its converter reads every JSON of the folder: the instances only
+        shutil.copy(ROOT / "annotations" / f"instances_{split}.json", labels)
+    with contextlib.redirect_stdout(io.StringIO()):
+        convert_coco(labels_dir=str(labels), save_dir=str(tmp_path / "yolo"),
+                     use_segments=True, use_keypoints=False, cls91to80=False)
+    for split in SPLITS:
+        written = list((tmp_path / "yolo" / "labels" / split).rglob("*.txt"))  # instances_ cut
+        lines = sum(len(p.read_text().splitlines()) for p in written)
+        assert lines == len(doc("instances", split)["annotations"]), split

@@ -350,6 +350,7 @@ class _KeepAlive:
         outer = self
         self.connections = 0
         self.hosts: list[str] = []
+        self.by_connection: dict[int, set[str]] = {}
         self.lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
@@ -362,6 +363,8 @@ class _KeepAlive:
 
             def do_GET(self) -> None:
                 outer.hosts.append(self.headers["Host"])
+                # One handler per connection: which hosts each connection served.
+                outer.by_connection.setdefault(id(self), set()).add(self.headers["Host"])
                 body = b"x" * 100 + self.path.encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -405,6 +408,8 @@ def test_a_kept_connection_serves_only_its_host_and_vetted_address() -> None:
         for host in ("a.example.com", "b.example.com", "a.example.com", "b.example.com"):
             b"".join(fetcher.chunks(f"http://{host}:{server.port}/x"))
         assert server.connections == 2  # one per host, each reused once
+        # A connection opened (and, over TLS, verified) for one host never serves another.
+        assert all(len(hosts) == 1 for hosts in server.by_connection.values())
         assert server.hosts == [f"{h}:{server.port}" for h in
                                 ("a.example.com", "b.example.com", "a.example.com", "b.example.com")]
         # The name now resolves somewhere the guard refuses: the kept connection to the old

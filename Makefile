@@ -107,6 +107,7 @@ bench: $(STAMP)
 	$(PY) -m bench.vector
 	$(PY) -m bench.raster
 	$(PY) -m bench.pipeline
+	$(PY) -m bench.assemble
 
 archive: $(STAMP)
 	$(PY) -m infra.build_archive --out $(ARCHIVE)

@@ -203,14 +203,20 @@ class Assembler:
         name: str,
     ) -> Result:
         categories = self._categories(sources)
-        listed = []
+        per_source_reports = []
         failed_jobs = 0
-        for index, source in enumerate(sources):
+        for source in sources:
             reports, failed = self.job_reports(source.store)
             failed_jobs += failed
-            listed += [(index, source.store, r) for r in reports]
+            per_source_reports.append(reports)
+        total = sum(len(r) for r in per_source_reports)
+        listed = (
+            (index, sources[index].store, name)
+            for index, reports in enumerate(per_source_reports)
+            for name in reports
+        )
         names = ds.FileNames()
-        seen_keys: set[str] = set()
+        seen_keys: set[bytes] = set()  # digests: a few dozen bytes a job
         inputs: dict[tuple[str, str], int] = {}
         copies: list[ImageCopy] = []
         panoptic: list[PanopticJob] = []
@@ -221,13 +227,14 @@ class Assembler:
             try:
                 jobs = ordered(self.pool, self._read_job, listed, self.window)
                 for done, job in enumerate(jobs, start=1):
-                    self.progress("reading jobs", done, len(listed))
+                    self.progress("reading jobs", done, total)
                     if job is None:
                         continue
-                    if job.key in seen_keys:
+                    digest = ds.key_digest(job.key)
+                    if digest in seen_keys:
                         skipped.append({"key": job.key, "reason": "the same key in two sources"})
                         continue
-                    seen_keys.add(job.key)
+                    seen_keys.add(digest)
                     per_source[job.source] += 1
                     for entry in job.inputs:
                         ident = (str(entry.get("bucket", "")), str(entry.get("name", "")))

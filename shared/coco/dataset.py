@@ -111,17 +111,23 @@ class FileNames:
     that panoptic PNG names stay unique too) gets the image key's hash before its
     extension."""
 
-    seen: set[str] = field(default_factory=set)
+    # 16-byte digests of the names given, not the names: a few dozen bytes an image.
+    seen: set[bytes] = field(default_factory=set)
 
     def claim(self, name: str, key: str) -> str:
         stem, ext = posixpath.splitext(name)
         candidate, n = name, 0
-        while stem_of(candidate) in self.seen:
+        while key_digest(stem_of(candidate)) in self.seen:
             n += 1
             salt = f"{key}#{n}" if n > 1 else key
             candidate = f"{stem}~{hashlib.sha256(salt.encode()).hexdigest()[:8]}{ext}"
-        self.seen.add(stem_of(candidate))
+        self.seen.add(key_digest(stem_of(candidate)))
         return candidate
+
+
+def key_digest(text: str) -> bytes:
+    """128 bits of a name or key: sets of these stand for sets of the strings."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def stem_of(name: str) -> str:

@@ -21,6 +21,7 @@ from google.cloud import storage
 
 from demo.examples import example_objects
 from shared.app import layout
+from shared.app.cli import main as cli
 from tests.functions.harness import (
     function_env,
     function_server,
@@ -93,7 +94,8 @@ def main() -> int:
                   f"{len(converted.json()['annotations'])} annotations")
             # Every converted export -> one dataset: COCO files per split and task.
             assembled = requests.post(f"{api}/assemble", timeout=300, json={
-                "prefix": "", "name": "demo-v1", "splits": {"train": 0.7, "val": 0.3}})
+                "prefix": "", "name": "demo-v1", "splits": {"train": 0.7, "val": 0.3},
+                "images": "copy"})
             answer = assembled.json()
             print(f"\nPOST /assemble -> {assembled.status_code}: {answer.get('dataset')}")
             print(f"  {'split':<8} {'images':>6} {'instances':>9} {'keypoints':>9} {'panoptic':>8}")
@@ -110,6 +112,12 @@ def main() -> int:
             target.parent.mkdir(parents=True, exist_ok=True)
             blob.download_to_filename(str(target))
         print(f"\npreviews: {', '.join(str(p) for p in previews)}")
+        # The dataset drawn: every image with its boxes, polygons, regions and keypoints.
+        dataset = OUTPUT_DIR / "bucket" / "datasets" / "demo-v1"
+        cli(["preview", str(dataset), "--out", str(OUTPUT_DIR / "dataset-previews")])
+        failed = answer.get("images", {}).get("failed", [])
+        if failed:
+            print(f"images not copied (no network here): {', '.join(f['url'] for f in failed)}")
         print(f"all outputs copied to {OUTPUT_DIR}/bucket/")
         return 0
 

@@ -10,16 +10,23 @@ import numpy as np
 IN = "demo-exports"
 
 
-def _image(width: int, height: int, seed: int, ext: str) -> bytes:
-    rng = np.random.default_rng(seed)
+def _image(width: int, height: int, ext: str,
+           objects: tuple[tuple[float, float, float, float, tuple[int, int, int]], ...] = ()) -> bytes:
+    """A road scene with `objects` painted where the export annotates them (normalised
+    x0, y0, x1, y1 and a BGR colour), so a preview's drawings land on them."""
     image = np.full((height, width, 3), 90, np.uint8)
     image[height // 2:] = (70, 70, 70)  # road
-    for _ in range(6):
-        x, y = int(rng.integers(0, width - 80)), int(rng.integers(height // 3, height - 60))
-        cv2.rectangle(image, (x, y), (x + 70, y + 40), tuple(int(v) for v in rng.integers(0, 255, 3)), -1)
+    for x0, y0, x1, y1, colour in objects:
+        cv2.rectangle(image, (round(x0 * width), round(y0 * height)),
+                      (round(x1 * width) - 1, round(y1 * height) - 1), colour, -1)
     ok, buf = cv2.imencode(ext, image)
     assert ok
     return bytes(buf.tobytes())
+
+
+# The street export's cars and sign, painted into its image.
+STREET_OBJECTS = ((.55, .6, .7, .75, (40, 40, 200)), (.1, .65, .3, .8, (200, 120, 40)),
+                  (.2, .2, .25, .3, (20, 200, 230)))
 
 
 def example_objects() -> list[tuple[str, bytes, str]]:
@@ -60,8 +67,8 @@ def example_objects() -> list[tuple[str, bytes, str]]:
                                                     pt(.1 * i, .1), pt(.1 * i + .2, .4)]}]}}},
                                   "meta": {"reference_id": f"batch-{i}"}}) for i in range(3))
     return [
-        ("images/street.jpg", _image(640, 480, 1, ".jpg"), "image/jpeg"),
-        ("images/parking.png", _image(320, 240, 2, ".png"), "image/png"),
+        ("images/street.jpg", _image(640, 480, ".jpg", STREET_OBJECTS), "image/jpeg"),
+        ("images/parking.png", _image(320, 240, ".png"), "image/png"),
         ("masks/parking.png", bytes(png.tobytes()), "image/png"),
         ("exports/street.json", json.dumps(street).encode(), "application/json"),
         ("exports/parking.json", json.dumps(parking).encode(), "application/json"),

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import posixpath
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+import cv2
+import numpy as np
 
 from shared import __version__
 from shared.app.assemble import Source
@@ -31,6 +35,7 @@ from shared.io.storage import (
     open_store,
     parse_gs_uri,
 )
+from shared.raster.draw import canvas, draw
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -89,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     assemble.add_argument("--name", help="the dataset's name (default: DST's last segment)")
     assemble.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
+    preview = sub.add_parser(
+        "preview", help="draw a dataset's annotations on its images (or grey canvases)"
+    )
+    preview.add_argument("dataset", metavar="DATASET", help="a folder gtcoco assemble wrote")
+    preview.add_argument("--out", required=True, metavar="DIR", help="where the PNGs go")
+    preview.add_argument("--split", action="append", default=[], help="only these splits")
+    preview.add_argument("--limit", type=int, default=50, help="images per split (default 50)")
     backfill = sub.add_parser(
         "backfill", help="convert every export not yet converted at its live generation"
     )
@@ -273,6 +285,40 @@ def assemble(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_FAILED if result.copy_failures else EXIT_OK
 
 
+def preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    root = Path(args.dataset)
+    manifest = root / "dataset.json"
+    if not manifest.is_file():
+        err.write(f"gtcoco: {root} has no dataset.json: give a folder gtcoco assemble wrote\n")
+        return EXIT_USAGE
+    splits = args.split or list(json.loads(manifest.read_text())["splits"])
+    drawn = 0
+    for split in splits:
+        docs = [
+            json.loads((root / "annotations" / f"{kind}_{split}.json").read_text())
+            for kind in ("instances", "keypoints")
+        ]
+        categories = {int(c["id"]): c for c in docs[1]["categories"]}
+        by_image: dict[int, list[Any]] = {}
+        for doc in docs:
+            for ann in doc["annotations"]:
+                by_image.setdefault(int(ann["image_id"]), []).append(ann)
+        for image in docs[0]["images"][: max(0, args.limit)]:
+            source = root / "images" / split / image["file_name"]
+            found = cv2.imread(str(source), cv2.IMREAD_COLOR) if source.is_file() else None
+            pixels = (
+                np.asarray(found, np.uint8)
+                if found is not None and found.shape[:2] == (image["height"], image["width"])
+                else canvas(image["width"], image["height"])
+            )
+            target = Path(args.out) / split / (image["file_name"] + ".png")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(target), draw(pixels, by_image.get(int(image["id"]), []), categories))
+            drawn += 1
+    out.write(f"gtcoco: {drawn} previews written to {args.out}\n")
+    return EXIT_OK
+
+
 def backfill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = Config.from_env()
     if not args.source.startswith("gs://") or not args.out.startswith("gs://"):
@@ -388,6 +434,8 @@ def main(
             return assemble(args, out, err)
         if args.command == "backfill":
             return backfill(args, out, err)
+        if args.command == "preview":
+            return preview(args, out, err)
         return convert(args, out, err)
     except (ValueError, GtcocoError, AccessDenied, OSError) as exc:
         err.write(f"gtcoco: {getattr(exc, 'message', exc)}\n")

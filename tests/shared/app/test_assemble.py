@@ -359,3 +359,26 @@ def test_images_are_copied_through_the_guard_and_failures_are_reported(
 ])
 def test_assemble_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert run(*argv)[0] == 2
+
+
+def test_preview_draws_every_image_with_its_annotations(dataset: Path, tmp_path: Path) -> None:
+    from shared.raster.draw import colour_of
+
+    code, out, _ = run("preview", str(dataset), "--out", str(tmp_path / "pv"), "--limit", "1000")
+    assert code == 0, out
+    drawn = sorted((tmp_path / "pv").rglob("*.png"))
+    images = {s: read(dataset / "annotations" / f"instances_{s}.json") for s in SPLITS}
+    assert len(drawn) == sum(len(d["images"]) for d in images.values())
+    for split, doc in images.items():
+        for image in doc["images"]:
+            if image["file_name"] != "scene_01.png":
+                continue
+            picture = cv2.imread(str(tmp_path / "pv" / split / "scene_01.png.png"))
+            assert picture is not None and picture.shape[:2] == (40, 60)
+            cars = [a for a in doc["annotations"] if a["image_id"] == image["id"]
+                    and a["bbox"] == [5.0, 20.0, 10.0, 10.0]]
+            (car,) = cars
+            # The region is filled with its category's colour, its box edge drawn in it.
+            assert tuple(picture[25, 10]) != (96, 96, 96)
+            assert tuple(int(v) for v in picture[29, 5]) == colour_of(car["category_id"])
+    assert run("preview", str(tmp_path), "--out", str(tmp_path / "x"))[0] == 2

@@ -166,7 +166,7 @@ class Assembler:
         """Every job report under a source, in listing order, and how many jobs failed
         (their `error.json`): only reports mark a job whose outputs are complete."""
         reports, failed = [], 0
-        for name in store.list():
+        for name in store.list("", ("/" + layout.REPORT, "/" + layout.ERROR)):
             if name.startswith(("_registry/", f"{layout.LONG_NAMES}/")):
                 if name.endswith("/" + layout.ERROR):
                     failed += 1

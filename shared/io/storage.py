@@ -83,7 +83,10 @@ class ObjectStore(Protocol):
         """Copy `gs://bucket/name` to `target`."""
         ...
 
-    def list(self, prefix: str = "") -> list[str]: ...
+    def list(self, prefix: str = "", suffixes: tuple[str, ...] = ()) -> list[str]:
+        """Names under `prefix` in order; with `suffixes`, only names ending in one of them
+        (the others are never held: a dataset's listing keeps its reports alone)."""
+        ...
 
     def delete(self, name: str, if_generation_match: int | None = None) -> bool:
         """Remove an object; False when there was none.  With `if_generation_match`, only
@@ -185,7 +188,7 @@ class LocalStore:
     def copy_from(self, bucket: str, name: str, target: str) -> int:
         return self.write(target, GcsStore(bucket).read(name), content_type_for(target))
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list(self, prefix: str = "", suffixes: tuple[str, ...] = ()) -> list[str]:
         """Names starting with `prefix`, as in a bucket: `a/b` lists `a/b.json` and `a/b/c`."""
         folder = prefix.rpartition("/")[0]
         base = self._path(folder) if folder else self.root
@@ -197,7 +200,8 @@ class LocalStore:
         for directory, _, files in os.walk(base):
             rel = os.path.relpath(directory, root)
             head = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-            found += [head + f for f in files if not f.startswith(".")]
+            names = (head + f for f in files if not f.startswith("."))
+            found += [n for n in names if not suffixes or n.endswith(suffixes)]
         return sorted(n for n in found if n.startswith(prefix))
 
     def delete(self, name: str, if_generation_match: int | None = None) -> bool:
@@ -279,9 +283,13 @@ class MemoryStore:
     def copy_from(self, bucket: str, name: str, target: str) -> int:
         return self.write(target, GcsStore(bucket).read(name), content_type_for(target))
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list(self, prefix: str = "", suffixes: tuple[str, ...] = ()) -> list[str]:
         with self._lock:
-            return sorted(n for n in self.objects if n.startswith(prefix))
+            return sorted(
+                n
+                for n in self.objects
+                if n.startswith(prefix) and (not suffixes or n.endswith(suffixes))
+            )
 
     def delete(self, name: str, if_generation_match: int | None = None) -> bool:
         with self._lock:
@@ -453,13 +461,14 @@ class GcsStore:
             )
         return int(copied.generation or 0)
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list(self, prefix: str = "", suffixes: tuple[str, ...] = ()) -> list[str]:
         with _translated(prefix):
             return sorted(
                 b.name
                 for b in (self._client or gcs_client()).list_blobs(
                     self.bucket, prefix=prefix or None, retry=self._retry, timeout=self._timeout
                 )
+                if not suffixes or b.name.endswith(suffixes)
             )
 
     def delete(self, name: str, if_generation_match: int | None = None) -> bool:
@@ -523,8 +532,8 @@ class PrefixStore:
     def copy_from(self, bucket: str, name: str, target: str) -> int:
         return self.inner.copy_from(bucket, name, self.prefix + target)
 
-    def list(self, prefix: str = "") -> list[str]:
-        return [n[len(self.prefix) :] for n in self.inner.list(self.prefix + prefix)]
+    def list(self, prefix: str = "", suffixes: tuple[str, ...] = ()) -> list[str]:
+        return [n[len(self.prefix) :] for n in self.inner.list(self.prefix + prefix, suffixes)]
 
     def delete(self, name: str, if_generation_match: int | None = None) -> bool:
         return self.inner.delete(self.prefix + name, if_generation_match)

@@ -105,9 +105,9 @@ class Recording:
         self._op("write", target)
         return self.inner.copy_from(bucket, name, target)
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list(self, prefix: str = "", suffixes: tuple[str, ...] = ()) -> list[str]:
         self._op("list", prefix)
-        return self.inner.list(prefix)
+        return self.inner.list(prefix, suffixes)
 
     def delete(self, name: str, if_generation_match: int | None = None) -> bool:
         self._op("delete", name)

@@ -209,14 +209,14 @@ def test_a_coco_file_is_recognised_and_refused_with_what_to_do() -> None:
     from shared.errors import ConversionError
     from shared.gtstudio.jobs import parse_job
 
-    coco = {"info": {}, "licenses": [], "images": [{"id": 1, "file_name": "a.jpg",
-                                                     "width": 4, "height": 4}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0, 1, 1],
-                             "area": 1, "iscrowd": 0, "segmentation": []}],
-            "categories": [{"id": 3, "name": "car"}]}
+    annotation: dict[str, Any] = {"id": 1, "image_id": 1, "category_id": 3, "bbox": [0, 0, 1, 1],
+                                  "area": 1, "iscrowd": 0, "segmentation": []}
+    coco: dict[str, Any] = {"info": {}, "licenses": [], "annotations": [annotation],
+                            "images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}],
+                            "categories": [{"id": 3, "name": "car"}]}
     with pytest.raises(ConversionError) as caught:
         parse_job(coco, "", Limits())
     assert caught.value.code == "already_coco" and "gtcoco assemble" in caught.value.message
     # The guide's COCO-like file (labels as category_id) is still upgraded.
-    guide = {**coco, "annotations": [{**coco["annotations"][0], "category_id": "car"}]}
+    guide = {**coco, "annotations": [{**annotation, "category_id": "car"}]}
     assert parse_job(guide, "", Limits()).shapes

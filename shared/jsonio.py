@@ -139,6 +139,7 @@ class _Text:
         self._decoder = codecs.getincrementaldecoder("utf-8-sig")()
         self._max_bytes, self._read = max_bytes, 0
         self.text, self.pos, self.eof = "", 0, False
+        self.dropped = 0  # characters consumed and dropped from the front of `text`
 
     def more(self) -> bool:
         """Decode the next chunk onto the text; False at the end of the document."""
@@ -159,6 +160,7 @@ class _Text:
             raise NotStreamable(str(exc)) from None
         del chunk
         # What is consumed is dropped as the new text is joined on: one copy, not two.
+        self.dropped += self.pos
         self.text, self.pos = (
             self.text[self.pos :] + decoded if self.pos else self.text + decoded,
             0,
@@ -208,6 +210,21 @@ class _Text:
         self.skip()
         return self._parse(_DECODER.raw_decode)
 
+    def checked_value(self, max_depth: int | None) -> Any:
+        """The next value, checked as `load_json` checks a document: depth and lone
+        surrogates.  The walk is skipped when the value's own text shows it cannot fail:
+        fewer brackets than the depth allowed and no `\\u` escape (only an escape can
+        make a surrogate)."""
+        self.skip()
+        start = self.dropped + self.pos  # a refill may drop the text before the value
+        value = self._parse(_DECODER.raw_decode)
+        if max_depth is None:
+            return value
+        raw = self.text[start - self.dropped : self.pos]
+        if "\\u" in raw or raw.count("[") + raw.count("{") >= max_depth:
+            _check_tree(value, max_depth)
+        return value
+
     def name(self) -> str:
         self.skip()
         if not self.text.startswith('"', self.pos):
@@ -223,10 +240,8 @@ def _items(text: _Text, item_depth: int | None) -> Iterator[Any]:
     if text.at("]"):
         return
     while True:
-        value = text.value()
         try:
-            if item_depth is not None:
-                _check_tree(value, item_depth)
+            value = text.checked_value(item_depth)
         except ConversionError as exc:
             raise NotStreamable(exc.message) from None
         yield value

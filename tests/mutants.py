@@ -53,7 +53,7 @@ MUTANTS = [Mutant(*m) for m in [
  ("runtime: gs:// allow-list widened to every bucket", "shared/app/runtime.py", "    allowed = {config.input_bucket, *buckets}", "    allowed = {config.input_bucket, *buckets, 'shared-masks', 'someone-else', 'other', 'gtcoco-test-denied'}"),
  # SPEC §6
  ("batches: no size check before reading in chunks", "shared/gtstudio/batches.py", "    if source.size > limits.max_json_bytes:\n        raise TooLargeError(\n            \"json_too_large\", f\"JSON is", "    if False:\n        raise TooLargeError(\n            \"json_too_large\", f\"JSON is"),
- ("jsonio: a streamed job's depth and surrogates never checked", "shared/jsonio.py", '        if "\\u" in raw or raw.count("[") + raw.count("{") >= max_depth:', "        if False:"),
+ ("jsonio: a streamed job's depth and surrogates never checked", "shared/jsonio.py", r'        if "\\u" in raw or raw.count("[") + raw.count("{") >= max_depth:', "        if False:"),
  ("jsonio: bytes read in chunks not counted", "shared/jsonio.py", "            if self._read > self._max_bytes:", "            if False:"),
  ("backfill: exports converted at their generation enqueued again", "shared/app/backfill.py", "        if pipeline.is_current(ref):", "        if False:"),
  ("queue: a repeated task name fails the backfill", "shared/io/queue.py", "        except exceptions.AlreadyExists:\n            return False\n", ""),

@@ -2,8 +2,9 @@
 
 Starts fake-gcs-server and both functions on 127.0.0.1, creates the buckets, uploads example
 exports (vector job, segmentation job, raster pair, batch, one broken file), delivers the
-finalize events the way Eventarc would, prints what landed where, writes previews with
-the annotations drawn over the images, and shuts everything down.
+finalize events the way Eventarc would, prints what landed where, assembles every output
+into one dataset (POST /assemble, images copied) and prints its split table, draws the
+dataset's annotations over its images (`gtcoco preview`), and shuts everything down.
 """
 
 from __future__ import annotations

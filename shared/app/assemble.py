@@ -65,6 +65,7 @@ class JobData:
     store: ObjectStore
     folder: str
     legend: dict[str, Any] | None = None
+    extras: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,11 @@ class _Split:
     keypoints: _Spool = field(init=False)
     panoptic: _Spool = field(init=False)
     panoptic_images: _Spool = field(init=False)
+    extras: _Spool = field(init=False)
     categories: dict[str, dict[int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for part in ("images", "instances", "keypoints", "panoptic", "panoptic_images"):
+        for part in ("images", "instances", "keypoints", "panoptic", "panoptic_images", "extras"):
             path = self.spool_dir / f"{self.name}.{part}.jsonl"
             setattr(self, part, _Spool(path.open("w+b")))
 
@@ -120,6 +122,7 @@ class _Split:
         for part in (self.images, self.instances, self.keypoints, self.panoptic):
             part.file.close()
         self.panoptic_images.file.close()
+        self.extras.file.close()
 
 
 @dataclass(frozen=True)
@@ -190,8 +193,10 @@ class Assembler:
         legend_name = posixpath.join(folder, "masks", "legend.json")
         if legend_name in outputs:
             legend = json.loads(store.read(legend_name))
+        extras_name = posixpath.join(folder, "extras.json")
+        extras = json.loads(store.read(extras_name)) if extras_name in outputs else None
         sources = report.get("sources") or [report.get("source") or {}]
-        return JobData(index, str(report["key"]), sources, coco, store, folder, legend)
+        return JobData(index, str(report["key"]), sources, coco, store, folder, legend, extras)
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -312,6 +317,8 @@ class Assembler:
             counted = split.categories.setdefault(kind, {})
             cid = int(ann["category_id"])
             counted[cid] = counted.get(cid, 0) + 1
+        if job.extras:
+            self._add_extras(job, split, image_ids)
         if job.legend is not None and len(coco["images"]) == 1:
             (image,) = coco["images"]
             image_id, file_name = image_ids[int(image["id"])]
@@ -321,6 +328,32 @@ class Assembler:
                     job.store, job.folder, job.key, split.name, image, image_id, file_name, boxes
                 )
             )
+
+    @staticmethod
+    def _add_extras(job: JobData, split: _Split, image_ids: dict[int, tuple[int, str]]) -> None:
+        """Lines and cuboids (shapes COCO cannot hold) to `extras_<split>.json`, by the
+        dataset's image id: a frame's by its `frame_id`, a single image's by its own."""
+        assert job.extras is not None
+        frames = {str(i.get("frame_id")): image_ids[int(i["id"])][0] for i in job.coco["images"]}
+        only = next(iter(image_ids.values()))[0] if len(image_ids) == 1 else None
+        for kind in ("lines", "cuboids"):
+            for gt_id, entry in sorted((job.extras.get(kind) or {}).items()):
+                image_id = frames.get(str(entry.get("frame_id")), only)
+                if image_id is None:
+                    continue  # a frame the job's COCO does not list: kept in its extras.json
+                split.extras.add(
+                    {
+                        "image_id": image_id,
+                        "type": kind[:-1],
+                        "gt_id": gt_id,
+                        "key": job.key,
+                        **{
+                            k: v
+                            for k, v in entry.items()
+                            if k in {"label", "points", "bbox", "attributes", "track_id"}
+                        },
+                    }
+                )
 
     def _panoptic(
         self, jobs: list[PanopticJob], state: dict[str, _Split], things: set[int]
@@ -369,6 +402,14 @@ class Assembler:
             "keypoints": (keypoint_lines(), categories.keypoints_list(), split.images),
             "panoptic": (split.panoptic.lines(), categories.panoptic_list(), split.panoptic_images),
         }
+        with tempfile.NamedTemporaryFile(dir=split.spool_dir, suffix=".json") as f:
+            f.write(b'{"extras":[')
+            _join(f, split.extras.lines())
+            f.write(b'],"info":' + info + b"}\n")
+            f.flush()
+            self.out.write_file(
+                f"annotations/extras_{split.name}.json", Path(f.name), "application/json"
+            )
         for kind, (lines, cats, images) in files.items():
             with tempfile.NamedTemporaryFile(dir=split.spool_dir, suffix=".json") as f:
                 # Keys in sorted order, as every other gtcoco JSON file.
@@ -444,11 +485,13 @@ class Assembler:
                     "instances": split.instances.count,
                     "keypoints": split.keypoints.count,
                     "panoptic_images": split.panoptic.count,
+                    "extras": split.extras.count,
                     "annotations_per_category": {
                         kind: {names[c]: n for c, n in sorted(counted.items())}
                         for kind, counted in sorted(split.categories.items())
                     },
-                    "files": [f"annotations/{kind}_{split.name}.json" for kind in KINDS],
+                    "files": [f"annotations/{kind}_{split.name}.json" for kind in KINDS]
+                    + [f"annotations/extras_{split.name}.json"],
                 }
                 for split in state.values()
             },

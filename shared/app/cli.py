@@ -303,6 +303,11 @@ def preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for doc in docs:
             for ann in doc["annotations"]:
                 by_image.setdefault(int(ann["image_id"]), []).append(ann)
+        extras_file = root / "annotations" / f"extras_{split}.json"
+        extras: dict[int, list[Any]] = {}
+        if extras_file.is_file():
+            for entry in json.loads(extras_file.read_text())["extras"]:
+                extras.setdefault(int(entry["image_id"]), []).append(entry)
         for image in docs[0]["images"][: max(0, args.limit)]:
             source = root / "images" / split / image["file_name"]
             found = cv2.imread(str(source), cv2.IMREAD_COLOR) if source.is_file() else None
@@ -313,7 +318,11 @@ def preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             )
             target = Path(args.out) / split / (image["file_name"] + ".png")
             target.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(target), draw(pixels, by_image.get(int(image["id"]), []), categories))
+            found_here = by_image.get(int(image["id"]), [])
+            cv2.imwrite(
+                str(target),
+                draw(pixels, found_here, categories, extras.get(int(image["id"]), [])),
+            )
             drawn += 1
     out.write(f"gtcoco: {drawn} previews written to {args.out}\n")
     return EXIT_OK

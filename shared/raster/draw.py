@@ -54,11 +54,23 @@ def draw(
     image: Image,
     annotations: Sequence[Mapping[str, Any]],
     categories: Mapping[int, Mapping[str, Any]],
+    extras: Sequence[Mapping[str, Any]] = (),
 ) -> Image:
-    """The image with every annotation drawn on a copy."""
+    """The image with every annotation drawn on a copy; `extras` are the lines and cuboids
+    of `extras_<split>.json` (open polylines through their points)."""
     out = image.copy()
     height, width = out.shape[:2]
     thickness = max(1, round(min(width, height) / 400))
+    for entry in extras:
+        label = str(entry.get("label", entry.get("type", "")))
+        colour = colour_of(int.from_bytes(hashlib.sha256(label.encode()).digest()[:4], "big"))
+        line = np.asarray(entry.get("points") or [], np.float64).reshape(-1, 2)
+        if len(line):
+            path = line.round().astype(np.int32)
+            cv2.polylines(
+                out, [path], entry.get("type") == "cuboid", colour, thickness, cv2.LINE_AA
+            )
+            _label(out, label, int(path[0][0]), int(path[0][1]) - 2, colour)
     for ann in annotations:
         category = categories.get(int(ann["category_id"]), {})
         colour = colour_of(int(ann["category_id"]))

@@ -49,6 +49,8 @@ def camera_batch(cameras: int = CAMERAS, frames: int = FRAMES, first: int = 0) -
                                                             "make": {"value": "vw"}},
                                              "coordinates": [{"x": 0.1, "y": 0.1},
                                                              {"x": 0.3, "y": 0.4}]}]},
+                    "lines": {"data": [{"_id": f"l{c}{i}", "label": "lane", "points": {
+                        "a": {"x": 0.0, "y": 1.0}, "b": {"x": 0.5, "y": 0.5}}}]},
                     "polygons": {"data": [{"_id": f"p{c}{i}", "label": "person", "points": {
                         "a": {"x": 0.5, "y": 0.5}, "b": {"x": 0.7, "y": 0.5},
                         "c": {"x": 0.6, "y": 0.8}}}]},
@@ -292,8 +294,8 @@ def test_dataset_json_comes_last_and_says_what_is_inside(converted: Path) -> Non
     assert order[-1] == "dataset.json" and order.count("dataset.json") == 1
     scene = split_of("scene_01", (("train", 0.5), ("val", 0.5)))
     assert order[:-1] == [f"annotations/panoptic_{scene}/scene_01.png"] + [
-        f"annotations/{kind}_{split}.json"
-        for split in ("train", "val") for kind in ("instances", "keypoints", "panoptic")
+        f"annotations/{kind}_{split}.json" for split in ("train", "val")
+        for kind in ("extras", "instances", "keypoints", "panoptic")
     ]
     doc = result.dataset
     assert doc["categories"] == 4 and doc["failed_jobs"] == 0
@@ -381,4 +383,25 @@ def test_preview_draws_every_image_with_its_annotations(dataset: Path, tmp_path:
             # The region is filled with its category's colour, its box edge drawn in it.
             assert tuple(picture[25, 10]) != (96, 96, 96)
             assert tuple(int(v) for v in picture[29, 5]) == colour_of(car["category_id"])
+        for image in doc["images"]:
+            if image["file_name"] == "cdn.example.com/run1/cam0/000003.jpg":
+                # The lane (a line, from extras) is drawn along its points.
+                picture = cv2.imread(str(tmp_path / "pv" / split / (image["file_name"] + ".png")))
+                assert picture is not None and tuple(picture[360, 160]) != (96, 96, 96)
     assert run("preview", str(tmp_path), "--out", str(tmp_path / "x"))[0] == 2
+
+
+def test_lines_and_cuboids_are_carried_by_image_id_not_dropped(dataset: Path) -> None:
+    total = 0
+    for split in SPLITS:
+        extras = read(dataset / "annotations" / f"extras_{split}.json")["extras"]
+        images = {i["id"]: i for i in read(dataset / "annotations" / f"instances_{split}.json")[
+            "images"]}
+        for entry in extras:
+            assert entry["type"] == "line" and entry["label"] == "lane"
+            image = images[entry["image_id"]]
+            assert entry["key"] == image["gtcoco_key"]
+            assert entry["points"] == [[0.0, 480.0], [320.0, 240.0]]
+        total += len(extras)
+        assert read(dataset / "dataset.json")["splits"][split]["extras"] == len(extras)
+    assert total == CAMERAS * FRAMES

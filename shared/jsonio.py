@@ -325,15 +325,3 @@ def stream_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield from rest[: cut + 1].splitlines()
         rest = rest[cut + 1 :]
     yield from rest.splitlines()
-
-
-def decode_text(data: bytes, max_bytes: int) -> str:
-    """The document's text, with `load_json`'s size and encoding checks."""
-    if len(data) > max_bytes:
-        raise TooLargeError("json_too_large", f"JSON is {len(data)} bytes, limit {max_bytes}")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BadRequest(
-            "invalid_encoding", f"not UTF-8: {exc.reason} at byte {exc.start}"
-        ) from None

@@ -56,7 +56,7 @@ MUTANTS = [Mutant(*m) for m in [
  ("jsonio: a streamed job's depth and surrogates never checked", "shared/jsonio.py", r'        if "\\u" in raw or raw.count("[") + raw.count("{") >= max_depth:', "        if False:"),
  ("jsonio: bytes read in chunks not counted", "shared/jsonio.py", "            if self._read > self._max_bytes:", "            if False:"),
  ("backfill: exports converted at their generation enqueued again", "shared/app/backfill.py", "        if pipeline.is_current(ref):", "        if False:"),
- ("queue: a repeated task name fails the backfill", "shared/io/queue.py", "        except exceptions.AlreadyExists:\n            return False\n", ""),
+ ("queue: a repeated task name fails the backfill", "shared/io/storage.py", "    except exceptions.AlreadyExists:\n        return False\n", ""),
  ("pipeline: own outputs (metadata) processed", "shared/app/pipeline.py", "    if metadata and metadata.get(OUTPUT_MARKER):", "    if False:"),
  ("pipeline: output names processed", "shared/app/pipeline.py", "    if layout.is_output_name(name):", "    if False:"),
  ("pipeline: stale generation not skipped", "shared/app/pipeline.py", "if live.generation != ref.generation:", "if False:"),

@@ -32,6 +32,7 @@ from shared.coco import dataset as ds
 from shared.errors import BadRequest, ConversionError, GtcocoError
 from shared.io.fetch import UrlReader
 from shared.io.storage import ObjectStore
+from shared.jsonio import dump_json
 from shared.raster.pngwrite import encode_rgb_png
 
 log = logging.getLogger("gtcoco")
@@ -43,9 +44,8 @@ KINDS = ("instances", "keypoints", "panoptic")
 
 
 def _line(doc: Any) -> bytes:
-    return json.dumps(
-        doc, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-    ).encode("utf-8")
+    """One canonical JSON line (gtcoco's canonical bytes, without the newline)."""
+    return dump_json(doc)[:-1]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ class PanopticJob:
     image_id: int
     file_name: str
     boxes: dict[int, list[float]]
+    legend: dict[str, Any]  # read once, with the job
 
 
 @dataclass
@@ -113,16 +114,16 @@ class _Split:
     extras: _Spool = field(init=False)
     categories: dict[str, dict[int, int]] = field(default_factory=dict)
 
+    PARTS = ("images", "instances", "keypoints", "panoptic", "panoptic_images", "extras")
+
     def __post_init__(self) -> None:
-        for part in ("images", "instances", "keypoints", "panoptic", "panoptic_images", "extras"):
+        for part in self.PARTS:
             path = self.spool_dir / f"{self.name}.{part}.jsonl"
             setattr(self, part, _Spool(path.open("w+b")))
 
     def close(self) -> None:
-        for part in (self.images, self.instances, self.keypoints, self.panoptic):
-            part.file.close()
-        self.panoptic_images.file.close()
-        self.extras.file.close()
+        for part in self.PARTS:
+            getattr(self, part).file.close()
 
 
 @dataclass(frozen=True)
@@ -277,7 +278,7 @@ class Assembler:
                 for split in state.values():
                     split.close()
         # Last: its presence says every other file of the dataset is written.
-        self.out.write(DATASET, ds_dump(doc), "application/json")
+        self.out.write(DATASET, dump_json(doc), "application/json")
         return Result(doc, failures)
 
     def _categories(self, sources: list[Source]) -> ds.Categories:
@@ -325,7 +326,15 @@ class Assembler:
             boxes = {int(a["id"]): a["bbox"] for a in coco["annotations"]}
             panoptic.append(
                 PanopticJob(
-                    job.store, job.folder, job.key, split.name, image, image_id, file_name, boxes
+                    job.store,
+                    job.folder,
+                    job.key,
+                    split.name,
+                    image,
+                    image_id,
+                    file_name,
+                    boxes,
+                    job.legend,
                 )
             )
 
@@ -359,15 +368,13 @@ class Assembler:
         self, jobs: list[PanopticJob], state: dict[str, _Split], things: set[int]
     ) -> None:
         def make(job: PanopticJob) -> tuple[PanopticJob, str, list[dict[str, Any]]]:
-            masks = posixpath.join(job.folder, "masks")
-            legend = json.loads(job.store.read(posixpath.join(masks, "legend.json")))
-            raw = job.store.read(posixpath.join(masks, "instances.png"))
+            raw = job.store.read(posixpath.join(job.folder, "masks", "instances.png"))
             decoded = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
             if decoded is None or decoded.ndim != 2:
                 raise ConversionError(
                     "invalid_instances_mask", f"{job.key}: masks/instances.png is not one channel"
                 )
-            rgb, segments = ds.panoptic_segments(decoded, legend, job.boxes, things)
+            rgb, segments = ds.panoptic_segments(decoded, job.legend, job.boxes, things)
             png = ds.panoptic_name(job.file_name)
             self.out.write(
                 f"annotations/panoptic_{job.split}/{png}", encode_rgb_png(rgb), "image/png"
@@ -526,7 +533,3 @@ def _image_type(name: str) -> str:
     return {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}.get(
         ext, "application/octet-stream"
     )
-
-
-def ds_dump(doc: Any) -> bytes:
-    return _line(doc) + b"\n"

@@ -122,6 +122,12 @@ def error_document(
     }
 
 
+def _input_place(name: str) -> Place:
+    """The output folder of an input: a raster pair's mask writes under its legend's."""
+    is_mask = name.lower().endswith(".png")
+    return Place(layout.input_prefix(raster_pair(name)[1] if is_mask else name))
+
+
 def _generations(sources: list[dict[str, Any]]) -> dict[str, int]:
     out = {}
     for src in sources:
@@ -226,8 +232,7 @@ class Pipeline:
             ) from exc
 
     def _process(self, ref: SourceRef, key: str) -> Outcome:
-        is_mask = ref.name.lower().endswith(".png")
-        place = Place(layout.input_prefix(raster_pair(ref.name)[1] if is_mask else ref.name))
+        place = _input_place(ref.name)
         sources = [ref.as_dict()]
         if not layout.fits(place.prefix, _LONGEST_BATCH_FILE):
             size = len(ref.name.encode("utf-8", "surrogatepass"))
@@ -478,8 +483,7 @@ class Pipeline:
     def is_current(self, ref: SourceRef) -> bool:
         """Whether the outputs of `ref` were converted from this generation of it (its
         report or error names it): a backfill has nothing to do for it."""
-        is_mask = ref.name.lower().endswith(".png")
-        place = Place(layout.input_prefix(raster_pair(ref.name)[1] if is_mask else ref.name))
+        place = _input_place(ref.name)
         if not layout.fits(place.prefix, _LONGEST_BATCH_FILE):
             place = Place(layout.long_name_prefix(ref.name))
         found = self._marker(place)

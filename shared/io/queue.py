@@ -1,4 +1,5 @@
-"""The Cloud Tasks adapter (with the storage adapter, the only `google.cloud` importers).
+"""Backfill tasks on Cloud Tasks (the client itself comes from the storage adapter, the one
+`google.cloud` importer).
 
 A task is one HTTP request to the HTTP function, authenticated with an OIDC token of the
 task-invoker account, which alone may invoke it.  Its name is derived from the work it
@@ -11,14 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from shared.errors import ConfigurationError, TransientError
-
-EMULATOR_ENV = "CLOUD_TASKS_EMULATOR_HOST"  # host:port of gcloud-tasks-emulator (tests)
+from shared.io.storage import create_task, tasks_client
 
 
 def task_id(kind: str, *parts: object) -> str:
@@ -46,30 +44,9 @@ class QueueTarget:
 class CloudTasksQueue:
     def __init__(self, target: QueueTarget, client: Any = None) -> None:
         self.target = target
-        self._client = client
-
-    def _tasks(self) -> Any:
-        if self._client is None:
-            from google.cloud import tasks_v2
-
-            emulator = os.environ.get(EMULATOR_ENV)
-            if emulator:
-                import grpc
-                from google.cloud.tasks_v2.services.cloud_tasks.transports import (
-                    CloudTasksGrpcTransport,
-                )
-
-                channel = grpc.insecure_channel(emulator)
-                self._client = tasks_v2.CloudTasksClient(
-                    transport=CloudTasksGrpcTransport(channel=channel)
-                )
-            else:
-                self._client = tasks_v2.CloudTasksClient()
-        return self._client
+        self._client = client  # None: the process's client, made on first use
 
     def enqueue(self, name: str, route: str, body: Mapping[str, Any]) -> bool:
-        from google.api_core import exceptions
-
         task = {
             "name": f"{self.target.queue}/tasks/{name}",
             "http_request": {
@@ -83,12 +60,4 @@ class CloudTasksQueue:
                 },
             },
         }
-        try:
-            self._tasks().create_task(parent=self.target.queue, task=task)
-        except exceptions.AlreadyExists:
-            return False
-        except (exceptions.PermissionDenied, exceptions.NotFound) as exc:
-            raise ConfigurationError(f"Cloud Tasks refused the queue: {exc}") from exc
-        except (exceptions.ServiceUnavailable, exceptions.DeadlineExceeded) as exc:
-            raise TransientError(f"Cloud Tasks: {exc}") from exc
-        return True
+        return create_task(self._client or tasks_client(), self.target.queue, task)

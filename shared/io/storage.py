@@ -1,4 +1,5 @@
-"""Object stores: the one module that imports google.cloud, plus a local-folder twin.
+"""Object stores: the one module that imports google.cloud (Cloud Storage, and the Cloud
+Tasks client the queue uses), plus a local-folder twin.
 
 Everything else sees `ObjectStore`: bytes in and out by name, generations for
 preconditions, and two exceptions (`NotFound`, `PreconditionFailed`).  Transient faults
@@ -13,7 +14,7 @@ import functools
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -298,6 +299,45 @@ class MemoryStore:
             ):
                 raise PreconditionFailed(name)
             return self.objects.pop(name, None) is not None
+
+
+# ---------------------------------------------------------------------------------------
+# Cloud Tasks: its client lives here too, so that one module imports google.cloud.
+
+TASKS_EMULATOR_ENV = "CLOUD_TASKS_EMULATOR_HOST"  # host:port of gcloud-tasks-emulator (tests)
+
+
+@functools.cache
+def tasks_client() -> Any:
+    """One Cloud Tasks client per process; over plain gRPC to the emulator when
+    CLOUD_TASKS_EMULATOR_HOST names one."""
+    from google.cloud import tasks_v2
+
+    emulator = os.environ.get(TASKS_EMULATOR_ENV)
+    if not emulator:
+        return tasks_v2.CloudTasksClient()
+    import grpc
+    from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+
+    channel = grpc.insecure_channel(emulator)
+    return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+
+
+def create_task(client: Any, parent: str, task: Mapping[str, Any]) -> bool:
+    """Create `task` on the queue `parent`; False when a task of its name exists already.
+    The client's errors become ours: a refused or missing queue is the deployment's fault,
+    an unavailable service a transient one."""
+    from google.api_core import exceptions
+
+    try:
+        client.create_task(parent=parent, task=task)
+    except exceptions.AlreadyExists:
+        return False
+    except (exceptions.PermissionDenied, exceptions.NotFound) as exc:
+        raise ConfigurationError(f"Cloud Tasks refused the queue: {exc}") from exc
+    except (exceptions.ServiceUnavailable, exceptions.DeadlineExceeded) as exc:
+        raise TransientError(f"Cloud Tasks: {exc}") from exc
+    return True
 
 
 # ---------------------------------------------------------------------------------------

@@ -112,6 +112,14 @@ class Config:
     tasks_url: str = ""
     tasks_service_account: str = ""
     backfill_max_tasks: int = 100_000
+    # Fan-out: a batch of more jobs than this is converted as Cloud Tasks shards of this
+    # many jobs each (with the queue above; without it, a batch runs in one invocation).  A shard must fit the HTTP
+    # function's timeout: at the measured ~640 jobs/s, 2,000 jobs take a few seconds of
+    # conversion on top of reading the batch.
+    shard_jobs: int = 2000
+    # How long a fan-out holds its input against a newer generation's run (the newer one is
+    # retried by the platform meanwhile); past it, the newer one takes over.
+    fanout_lease_s: int = 6 * 3600
     limits: Limits = field(default_factory=Limits)
     options: Options = field(default_factory=Options)
 
@@ -156,6 +164,8 @@ class Config:
             tasks_url=env.get("GTCOCO_TASKS_URL", "").strip(),
             tasks_service_account=env.get("GTCOCO_TASKS_SERVICE_ACCOUNT", "").strip(),
             backfill_max_tasks=_int(env, "GTCOCO_BACKFILL_MAX_TASKS", 100_000),
+            shard_jobs=_int(env, "GTCOCO_SHARD_JOBS", 2000),
+            fanout_lease_s=_int(env, "GTCOCO_FANOUT_LEASE_S", 6 * 3600),
             limits=limits,
             options=options,
         )

@@ -21,6 +21,16 @@ from shared.app import layout
 from shared.app.convert import CONVERTER, JobOutput
 from shared.app.layout import Place
 from shared.app.persist import File, Writer
+from shared.app.shards import (
+    FANOUT,
+    SHARD_ROUTE,
+    lock_name,
+    merged_report,
+    plan_document,
+    plan_ranges,
+    record_name,
+    shard_task,
+)
 from shared.app.stages import Converter, ParsedJob
 from shared.errors import (
     ConfigurationError,
@@ -31,6 +41,7 @@ from shared.errors import (
 )
 from shared.gtstudio.jobs import parse_job
 from shared.gtstudio.legend import is_bare_legend
+from shared.io.queue import TaskQueue
 from shared.io.storage import (
     OUTPUT_MARKER,
     AccessDenied,
@@ -109,6 +120,12 @@ class Outcome:
     report: dict[str, Any] | None = None
 
 
+def _record_fields(part: dict[str, Any] | None) -> dict[str, Any]:
+    """What a shard's record keeps of its part of the batch report."""
+    assert part is not None
+    return {"jobs": part["jobs"], "outputs": part["outputs"]}
+
+
 def error_document(
     sources: list[dict[str, Any]], key: str, error: ConversionError
 ) -> dict[str, Any]:
@@ -173,6 +190,13 @@ class _InProgress(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class _FanOut:
+    """A plan too big for one invocation: `jobs` jobs, converted as Cloud Tasks shards."""
+
+    jobs: int
+
+
 # A plan yields groups of output files (each a job's files, and its report written after
 # them), then returns the completion marker (report or error) with the outcome; the
 # marker is written after every file.
@@ -202,10 +226,14 @@ class Pipeline:
         converter: Converter,
         lease_s: float | None = None,
         clock: Callable[[], float] = time.time,
+        queue: TaskQueue | None = None,
     ) -> None:
         self.source, self.out, self.converter = source, out, converter
         self.lease_s = converter.config.lock_lease_s if lease_s is None else lease_s
         self.clock = clock
+        # Where shards of a batch too big for one invocation go; None: every batch is
+        # converted in one run.
+        self.queue = queue
 
     # -- entry ---------------------------------------------------------------------------
 
@@ -216,9 +244,27 @@ class Pipeline:
             reason = "empty object"
         if reason:
             return Outcome("skipped", key, reason)
+        return self._guarded(key, lambda: self._process(ref, key))
+
+    def process_shard(self, ref: SourceRef, index: int) -> Outcome:
+        """Shard `index` of the fan-out of `ref` (a batch generation): its jobs converted,
+        its record written, and the batch report if it is the last shard to finish.  A
+        shard another delivery is converting is retried later (TransientError), never
+        answered as done: that delivery may yet fail."""
+        key = key_for(ref.name)
+
+        def run() -> Outcome:
+            try:
+                return self._shard(ref, key, index)
+            except _InProgress as exc:
+                raise TransientError(f"{exc}; this delivery is retried later") from exc
+
+        return self._guarded(key, run)
+
+    def _guarded(self, key: str, run: Callable[[], Outcome]) -> Outcome:
         self.converter.registry.forget()  # ids cached for this input only
         try:
-            return self._process(ref, key)
+            return run()
         except NotFound:
             return Outcome("skipped", key, "the object (or this generation of it) is gone")
         except _Superseded as exc:
@@ -265,13 +311,16 @@ class Pipeline:
             plan = self._error_plan(place, key, sources, exc)
         if isinstance(plan, Outcome):
             return plan
+        if isinstance(plan, _FanOut):
+            assert ref.generation is not None
+            return self._fan_out(ref, key, place, sources, plan.jobs)
         return self._persist(place, key, sources, plan)
 
     # -- what to write -------------------------------------------------------------------
 
     def _plan(
         self, ref: SourceRef, key: str, place: Place, sources: list[dict[str, Any]]
-    ) -> Outcome | Plan:
+    ) -> Outcome | Plan | _FanOut:
         """Read the input (and its pair) and say what to write; `sources` is completed here."""
         converter = self.converter
         limit = converter.limits.max_object_bytes
@@ -308,10 +357,17 @@ class Pipeline:
             sources[:] = [mask_ref.as_dict(), ref.as_dict()]
             mask = self.source.read(mask_ref.name, mask_ref.generation)
             return self._pair_plan(document.doc, mask, key, place, sources)
-        jobs = converter.parse(document)
         if not document.is_batch:
-            return self._job_plan(place, key, sources, jobs, relative_to=ref.name)
-        return self._batch_plan(jobs, key, place, ref, sources)
+            return self._job_plan(
+                place, key, sources, converter.parse(document), relative_to=ref.name
+            )
+        if (
+            self.queue is not None
+            and ref.generation is not None
+            and len(document) > converter.config.shard_jobs
+        ):
+            return _FanOut(len(document))
+        return self._batch_plan(converter.parse(document), key, place, ref, sources)
 
     def _source(self, ref: SourceRef) -> Chunked:
         """The object whole if it fits one chunk, else as ranged reads of its generation
@@ -459,19 +515,13 @@ class Pipeline:
                     "annotations": report["counts"]["annotations"],
                 }
             )
-        status = "converted" if not errors else ("partial" if len(errors) < len(jobs) else "failed")
-        batch_report = {
-            "converter": CONVERTER,
-            "key": key,
-            "prefix": place.prefix,
-            "status": status,
-            "source": sources[0],
-            "sources": sources,
-            "jobs": jobs,
-            "outputs": sorted(outputs),
-        }
+        base = {"converter": CONVERTER, "key": key, "prefix": place.prefix}
+        batch_report = merged_report(
+            {**base, "source": sources[0], "sources": sources},
+            [{"jobs": jobs, "outputs": outputs}],
+        )
         outcome = Outcome(
-            status,
+            batch_report["status"],
             key,
             outputs=[*outputs, place.report],
             errors=errors,
@@ -511,8 +561,8 @@ class Pipeline:
                 return found
         return None
 
-    def _acquire(self, place: Place, sources: list[dict[str, Any]]) -> int:
-        name = place / layout.LOCK
+    def _acquire(self, place: Place, sources: list[dict[str, Any]], name: str = "") -> int:
+        name = name or place / layout.LOCK
         for _ in attempts(LEASE_BACKOFF):
             doc = {"sources": sources, "expires": round(self.clock() + self.lease_s, 3)}
             try:
@@ -543,9 +593,9 @@ class Pipeline:
                 self.out.delete(name, if_generation_match=held.generation)
         raise TransientError(f"the lease on {place.prefix} stayed contended")
 
-    def _release(self, place: Place, generation: int) -> None:
+    def _release(self, place: Place, generation: int, name: str = "") -> None:
         try:
-            self.out.delete(place / layout.LOCK, if_generation_match=generation)
+            self.out.delete(name or place / layout.LOCK, if_generation_match=generation)
         except (PreconditionFailed, NotFound):
             pass  # taken over after expiry: that writer releases it
         except GtcocoError as exc:
@@ -555,39 +605,206 @@ class Pipeline:
         # Twice the pool: a write queued behind each running one, and no more in memory.
         return Writer(self.out, self.converter.pool, 2 * self.converter.config.io_workers)
 
+    def _settled(self, place: Place, key: str, sources: list[dict[str, Any]]) -> Outcome | None:
+        """Under the input's lease: a duplicate outcome if this generation's marker is
+        there, `_Superseded` if a newer one's is (or a newer fan-out's), TransientError if
+        another generation's fan-out still holds the input."""
+        found = self._marker(place)
+        if found is not None and older(sources, found.sources):
+            raise _Superseded(f"{found.name} is of a newer generation")
+        ours = _generations(sources)
+        if found is not None and ours and ours == _generations(found.sources):
+            return Outcome(
+                "duplicate", key, "this generation was already converted", prefix=place.prefix
+            )
+        fan = self._read_marker(place / FANOUT)
+        if fan is None or (ours and ours == _generations(fan.sources)):
+            return None
+        if older(sources, fan.sources):
+            raise _Superseded(f"a fan-out of a newer generation holds {place.prefix}")
+        expires = fan.doc.get("expires")
+        if isinstance(expires, (int, float)) and expires > self.clock():
+            raise TransientError(
+                f"{place.prefix} is being converted in shards from another generation until "
+                f"{expires:.0f} (fan-out lease); the platform retries this one later"
+            )
+        return None  # an expired fan-out: this run replaces its plan and its files
+
+    def _write(self, plan: Plan) -> tuple[PlanResult, set[str]]:
+        """Every group of `plan` written; its completion marker returned, not written."""
+        writer = self._writer()
+        while True:
+            try:
+                files, last = next(plan)
+            except StopIteration as stop:
+                result: PlanResult = stop.value
+                break
+            writer.group(files, last)
+        writer.drain()
+        return result, writer.written
+
     def _persist(
         self, place: Place, key: str, sources: list[dict[str, Any]], plan: Plan
     ) -> Outcome:
         lock = self._acquire(place, sources)
         try:
-            found = self._marker(place)  # again, now that no one else writes here
-            if found is not None and older(sources, found.sources):
-                raise _Superseded(f"{found.name} is of a newer generation")
-            if (
-                found is not None
-                and _generations(sources)
-                and _generations(sources) == _generations(found.sources)
-            ):
-                return Outcome(
-                    "duplicate", key, "this generation was already converted", prefix=place.prefix
-                )
+            settled = self._settled(place, key, sources)  # again, now no one else writes
+            if settled is not None:
+                return settled
             for name in (place.report, place.error):
                 self.out.delete(name)
-            writer = self._writer()
-            while True:
-                try:
-                    files, last = next(plan)
-                except StopIteration as stop:
-                    result: PlanResult = stop.value
-                    final, doc, outcome = result
-                    break
-                writer.group(files, last)
-            writer.drain()
-            keep = writer.written | {final, place / layout.LOCK}
+            (final, doc, outcome), written = self._write(plan)
+            keep = written | {final, place / layout.LOCK}
             for name in self.out.list(place.prefix + "/"):
                 if name not in keep:
                     self.out.delete(name)
             self.out.write(final, dump_json(doc), "application/json")
             return outcome
+        finally:
+            self._release(place, lock)
+
+    # -- fan-out -------------------------------------------------------------------------
+
+    def _fan_out(
+        self, ref: SourceRef, key: str, place: Place, sources: list[dict[str, Any]], jobs: int
+    ) -> Outcome:
+        """Plan the shards and enqueue one task each, under the input's lease.  A
+        redelivered event of the same generation enqueues them again: the task names make
+        that a no-op, and it heals a fan-out that stopped half-way through enqueuing."""
+        assert self.queue is not None and ref.generation is not None
+        size = self.converter.config.shard_jobs
+        lock = self._acquire(place, sources)
+        try:
+            settled = self._settled(place, key, sources)
+            if settled is not None:
+                return settled
+            held = self._read_marker(place / FANOUT)
+            if held is None or _generations(held.sources) != _generations(sources):
+                for name in (place.report, place.error):
+                    self.out.delete(name)
+                expires = self.clock() + self.converter.config.fanout_lease_s
+                plan = plan_document(key, sources, jobs, size, expires)
+                self.out.write(place / FANOUT, dump_json(plan), "application/json")
+            else:
+                plan = held.doc
+            ranges = plan_ranges(plan) or []
+            enqueued = 0
+            for index in range(len(ranges)):
+                name, body = shard_task(ref.bucket, ref.name, ref.generation, index)
+                enqueued += self.queue.enqueue(name, SHARD_ROUTE, body)
+        finally:
+            self._release(place, lock)
+        return Outcome(
+            "fanned_out",
+            key,
+            f"{jobs} jobs in {len(ranges)} shards of up to {plan['shard_jobs']} "
+            f"({enqueued} tasks enqueued now, {len(ranges) - enqueued} queued already)",
+            prefix=place.prefix,
+            outputs=[place / FANOUT],
+        )
+
+    def _shard(self, ref: SourceRef, key: str, index: int) -> Outcome:
+        place = _input_place(ref.name)
+        sources = [ref.as_dict()]
+        live = self.source.stat(ref.name)
+        if live is None:
+            return Outcome("skipped", key, "the object is gone", prefix=place.prefix)
+        if live.generation != ref.generation:
+            raise _Superseded(f"generation {ref.generation} is not the live {live.generation}")
+        fan = self._read_marker(place / FANOUT)
+        if fan is None or _generations(fan.sources) != _generations(sources):
+            found = self._marker(place)
+            if found is not None and _generations(found.sources) == _generations(sources):
+                return Outcome(
+                    "duplicate", key, "this generation was already converted", prefix=place.prefix
+                )
+            return Outcome(
+                "skipped",
+                key,
+                "no fan-out of this generation is in progress (a newer run replaced it)",
+                prefix=place.prefix,
+            )
+        ranges = plan_ranges(fan.doc)
+        if ranges is None or not 0 <= index < len(ranges):
+            raise ConversionError(
+                "invalid_shard",
+                f"the fan-out of {ref.name} has {len(ranges or [])} shards; there is no "
+                f"shard {index}",
+                "/shard",
+            )
+        record = place / record_name(index)
+        of = f"shard {index + 1} of {len(ranges)}"
+        if self._has_record(record, sources):  # a repeated task writes nothing, not a lease
+            outcome = Outcome("duplicate", key, f"{of} was already converted")
+        else:
+            lock = self._acquire(place, sources, place / lock_name(index))
+            try:
+                if self._has_record(record, sources):  # by the lease's previous holder
+                    outcome = Outcome("duplicate", key, f"{of} was already converted")
+                else:
+                    outcome = self._convert_shard(ref, key, place, sources, ranges[index])
+                    doc = {"sources": sources, "shard": index, **_record_fields(outcome.report)}
+                    self.out.write(record, dump_json(doc), "application/json")
+                    outcome.outputs.remove(place.report)
+                    outcome.report, outcome.reason = None, of
+            finally:
+                self._release(place, lock, place / lock_name(index))
+        outcome.prefix = place.prefix
+        report = self._complete(place, key, sources, len(ranges))
+        if report is not None:
+            outcome.reason += "; the last to finish: batch report written"
+            outcome.outputs.append(place.report)
+            outcome.report = report
+        return outcome
+
+    def _has_record(self, record: str, sources: list[dict[str, Any]]) -> bool:
+        done = self._read_marker(record)
+        return done is not None and _generations(done.sources) == _generations(sources)
+
+    def _convert_shard(
+        self, ref: SourceRef, key: str, place: Place, sources: list[dict[str, Any]], jobs: range
+    ) -> Outcome:
+        """The shard's jobs converted and written; its part of the batch report is the
+        outcome's `report`."""
+        document = self.converter.read(self._source(ref), ref.name)
+        plan = self._batch_plan(self.converter.parse(document, jobs), key, place, ref, sources)
+        (_, _, outcome), _ = self._write(plan)
+        return outcome
+
+    def _complete(
+        self, place: Place, key: str, sources: list[dict[str, Any]], shards: int
+    ) -> dict[str, Any] | None:
+        """The batch report, written if every shard of this generation has its record
+        (None: some shard is still to finish, or another shard wrote the report)."""
+        wanted = [place / record_name(i) for i in range(shards)]
+        if not set(wanted) <= set(self.out.list(place / "shards/")):
+            return None
+        lock = self._acquire(place, sources)
+        try:
+            fan = self._read_marker(place / FANOUT)
+            if fan is None or _generations(fan.sources) != _generations(sources):
+                return None  # completed by another shard, or replaced by a newer run
+            records = []
+            for name in wanted:
+                found = self._read_marker(name)
+                if found is None or _generations(found.sources) != _generations(sources):
+                    return None  # a stale record of an older fan-out: its shard is to come
+                records.append(found.doc)
+            base = {"converter": CONVERTER, "key": key, "prefix": place.prefix}
+            report = merged_report({**base, "source": sources[0], "sources": sources}, records)
+            keep = {*report["outputs"], place.report, place / FANOUT, place / layout.LOCK}
+            for name in self.out.list(place.prefix + "/"):
+                if name not in keep and not name.startswith(place / "shards/"):
+                    self.out.delete(name)  # a file of an older generation
+            try:
+                self.out.write(
+                    place.report, dump_json(report), "application/json", if_generation_match=0
+                )
+            except PreconditionFailed:
+                return None
+            for name in [*wanted, place / FANOUT]:
+                with contextlib.suppress(NotFound):
+                    self.out.delete(name)
+            return report
         finally:
             self._release(place, lock)

@@ -15,6 +15,7 @@ from shared.app.stages import Converter
 from shared.config import Config
 from shared.errors import ConversionError
 from shared.io.fetch import Fetcher, FetchPolicy, Resolver, UrlReader, system_resolver
+from shared.io.queue import CloudTasksQueue, QueueTarget, TaskQueue
 from shared.io.registry import CategoryRegistry, parse_seed
 from shared.io.storage import GcsStore, ObjectStore, parse_gs_uri
 
@@ -90,8 +91,23 @@ def build_assembler(
     return Assembler(out, reader_for, pool, max(1, config.io_workers), **kwargs)
 
 
+def build_queue(config: Config) -> TaskQueue | None:
+    """The Cloud Tasks queue of backfills and shards, or None where it is not configured."""
+    if not (config.tasks_queue and config.tasks_url and config.tasks_service_account):
+        return None
+    return CloudTasksQueue(
+        QueueTarget(config.tasks_queue, config.tasks_url, config.tasks_service_account)
+    )
+
+
 def build_pipeline(
-    config: Config, source: ObjectStore, out: ObjectStore, **kwargs: Any
+    config: Config,
+    source: ObjectStore,
+    out: ObjectStore,
+    queue: TaskQueue | None = None,
+    **kwargs: Any,
 ) -> Pipeline:
-    """A pipeline from `source` to `out`; keyword arguments go to `build_converter`."""
-    return Pipeline(source, out, build_converter(config, out, **kwargs), config.lock_lease_s)
+    """A pipeline from `source` to `out`, fanning big batches out on `queue` (None: none);
+    keyword arguments go to `build_converter`."""
+    converter = build_converter(config, out, **kwargs)
+    return Pipeline(source, out, converter, config.lock_lease_s, queue=queue)

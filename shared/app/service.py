@@ -15,11 +15,12 @@ from shared.app.assemble import Source
 from shared.app.backfill import BackfillResult, enqueue, pending
 from shared.app.logs import fields as log_fields
 from shared.app.pipeline import Outcome, Pipeline, SourceRef
-from shared.app.runtime import build_assembler, build_pipeline
+from shared.app.runtime import build_assembler, build_pipeline, build_queue
+from shared.app.shards import SHARD_ROUTE
 from shared.coco.dataset import parse_splits
 from shared.config import Config
 from shared.errors import ConfigurationError, ConversionError, GtcocoError, TransientError
-from shared.io.queue import CloudTasksQueue, QueueTarget, TaskQueue
+from shared.io.queue import TaskQueue
 from shared.io.storage import AccessDenied, GcsStore, ObjectStore, PrefixStore
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
@@ -95,11 +96,35 @@ def _age_seconds(timestamp: Any, now: float) -> float | None:
     return now - when.timestamp()
 
 
+ROUTES = frozenset({"/convert", "/process", "/backfill", "/assemble", SHARD_ROUTE})
 DATASET_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 
 
 def error_body(code: str, message: str, pointer: str = "") -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "pointer": pointer}}
+
+
+def log_outcome(outcome: Outcome, name: object, started: float, fields: Mapping[str, Any]) -> None:
+    """One line per converted input, whichever entry point converted it."""
+    level = {"failed": logging.ERROR, "partial": logging.WARNING}.get(outcome.status, logging.INFO)
+    message = f"{outcome.status}: {name}"
+    if outcome.reason:
+        message += f" ({outcome.reason})"
+    errors = [e["error"] for e in outcome.errors] or None
+    log.log(
+        level,
+        message,
+        extra=log_fields(
+            outcome=outcome.status,
+            key=outcome.key,
+            errors=errors,
+            # One label for log-based metrics (infra/monitoring.tf): the first error's code.
+            error_code=errors[0].get("code") if errors else None,
+            outputs=len(outcome.outputs),
+            duration_ms=round((time.monotonic() - started) * 1000),
+            **fields,
+        ),
+    )
 
 
 @dataclass
@@ -108,7 +133,7 @@ class Service:
     source: ObjectStore
     out: ObjectStore
     pipeline: Pipeline
-    queue: TaskQueue | None = None  # None: Cloud Tasks, as configured
+    queue: TaskQueue | None = None  # backfills and shards; None: not configured
 
     @classmethod
     def from_config(cls, config: Config) -> Service:
@@ -116,7 +141,8 @@ class Service:
         deadline = config.storage_retry_deadline_s
         source = GcsStore(config.input_bucket, retry_deadline_s=deadline)
         out = GcsStore(config.output_bucket, retry_deadline_s=deadline)
-        return cls(config, source, out, build_pipeline(config, source, out))
+        queue = build_queue(config)
+        return cls(config, source, out, build_pipeline(config, source, out, queue), queue)
 
     # -- storage trigger -----------------------------------------------------------------
 
@@ -137,27 +163,7 @@ class Service:
             "generation": view.get("generation"),
         }
         outcome = self._event_outcome(attributes, data, now)
-        level = {"failed": logging.ERROR, "partial": logging.WARNING}.get(
-            outcome.status, logging.INFO
-        )
-        message = f"{outcome.status}: {view.get('name')}"
-        if outcome.reason:
-            message += f" ({outcome.reason})"
-        errors = [e["error"] for e in outcome.errors] or None
-        log.log(
-            level,
-            message,
-            extra=log_fields(
-                outcome=outcome.status,
-                key=outcome.key,
-                errors=errors,
-                # One label for log-based metrics (infra/monitoring.tf): the first error's code.
-                error_code=errors[0].get("code") if errors else None,
-                outputs=len(outcome.outputs),
-                duration_ms=round((time.monotonic() - started) * 1000),
-                **fields,
-            ),
-        )
+        log_outcome(outcome, view.get("name"), started, fields)
         return outcome
 
     def _event_outcome(self, attributes: Mapping[str, Any], data: Any, now: float) -> Outcome:
@@ -198,9 +204,9 @@ class Service:
     ) -> Response:
         """`body` None: the edge stopped reading it past `max_json_bytes` (413)."""
         route = path.rstrip("/") or "/"
-        if route not in {"/convert", "/process", "/backfill", "/assemble"}:
+        if route not in ROUTES:
             return 404, error_body(
-                "not_found", f"no route {path}; use POST /convert, /process, /backfill or /assemble"
+                "not_found", f"no route {path}; use POST {', '.join(sorted(ROUTES))}"
             )
         if method != "POST":
             return 405, error_body("method_not_allowed", "use POST")
@@ -219,6 +225,8 @@ class Service:
                 return self._backfill(body)
             if route == "/assemble":
                 return self._assemble(body)
+            if route == SHARD_ROUTE:
+                return self._process(body, shard=True)
             return self._process(body)
         except ConversionError as exc:
             return exc.http_status, {"error": exc.as_dict()}
@@ -257,7 +265,8 @@ class Service:
         """One Cloud Task per export under `prefix` not converted at its live generation
         (each calls POST /process); `limit` caps the tasks of this call."""
         config = self.config
-        if not (config.tasks_queue and config.tasks_url and config.tasks_service_account):
+        queue = self.queue
+        if queue is None:
             return 501, error_body(
                 "backfill_not_configured",
                 "set GTCOCO_TASKS_QUEUE, GTCOCO_TASKS_URL and GTCOCO_TASKS_SERVICE_ACCOUNT",
@@ -267,9 +276,6 @@ class Service:
         limit = request.get("limit", config.backfill_max_tasks) if isinstance(request, dict) else 0
         if not isinstance(prefix, str) or not isinstance(limit, int) or isinstance(limit, bool):
             return 400, error_body("invalid_request", 'send {"prefix": "...", "limit"?: N}')
-        queue = self.queue or CloudTasksQueue(
-            QueueTarget(config.tasks_queue, config.tasks_url, config.tasks_service_account)
-        )
         result = BackfillResult()
         refs = pending(self.source, self.pipeline, prefix, result)
         enqueue(refs, queue, max(0, min(limit, config.backfill_max_tasks)), result)
@@ -315,7 +321,9 @@ class Service:
             "images": doc["images"],
         }
 
-    def _process(self, body: bytes) -> Response:
+    def _process(self, body: bytes, shard: bool = False) -> Response:
+        """POST /process: one object converted as the trigger would.  POST /shard (the
+        fan-out's tasks): one shard of a batch generation."""
         converter = self.pipeline.converter
         request = converter.read(body, "request.json").doc
         if (
@@ -324,6 +332,16 @@ class Service:
             or not isinstance(request.get("bucket"), str)
         ):
             return 400, error_body("invalid_request", 'send {"bucket", "name", "generation"?}')
+        index = request.get("shard")
+        if shard and (
+            not isinstance(index, int)
+            or isinstance(index, bool)
+            or not 0 <= index < 2**31
+            or request.get("generation") is None
+        ):
+            return 400, error_body(
+                "invalid_request", 'send {"bucket", "name", "generation", "shard": N}', "/shard"
+            )
         if request["bucket"] != self.config.input_bucket:
             return 403, error_body(
                 "bucket_not_allowed",
@@ -340,9 +358,20 @@ class Service:
             generation = _count(request.get("generation"), "generation") or info.generation
         except MalformedEvent as exc:
             return 400, error_body("invalid_request", str(exc), "/generation")
-        outcome = self.pipeline.process(
-            SourceRef(request["bucket"], request["name"], generation, info.size, info.metadata)
-        )
+        ref = SourceRef(request["bucket"], request["name"], generation, info.size, info.metadata)
+        started = time.monotonic()
+        fields: dict[str, object] = {
+            "bucket": ref.bucket,
+            "object": ref.name,
+            "generation": str(generation),
+        }
+        if shard:
+            assert isinstance(index, int)
+            outcome = self.pipeline.process_shard(ref, index)
+            fields["shard"] = index
+        else:
+            outcome = self.pipeline.process(ref)
+        log_outcome(outcome, ref.name, started, fields)
         return 200, {
             "status": outcome.status,
             "key": outcome.key,

@@ -61,10 +61,13 @@ class Converter:
     def read(self, data: bytes | Chunked, name: str) -> Document:
         return read_document(data, name, self.limits)
 
-    def parse(self, document: Document | Any) -> Iterator[ParsedJob]:
+    def parse(
+        self, document: Document | Any, positions: range | None = None
+    ) -> Iterator[ParsedJob]:
         """Jobs of a document, parsed one at a time; in a batch, one bad job does not stop
         the others.  A batch job's folder is named from its reference id, or from its
-        position where the id is missing or repeated."""
+        position where the id is missing or repeated (over the whole batch, so a shard's
+        `positions` name their folders as a whole run does)."""
         if not isinstance(document, Document):
             document = whole_document(document, self.limits)
         if not document.is_batch:
@@ -76,6 +79,8 @@ class Converter:
         for position, ((pointer, item), ref) in enumerate(
             zip(document.jobs(), document.references, strict=True)
         ):
+            if positions is not None and position not in positions:
+                continue
             parsed = _parsed(item, pointer, self.limits)
             yield ParsedJob(
                 ref or str(position),

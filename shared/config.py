@@ -120,6 +120,9 @@ class Config:
     # How long a fan-out holds its input against a newer generation's run (the newer one is
     # retried by the platform meanwhile); past it, the newer one takes over.
     fanout_lease_s: int = 6 * 3600
+    # POST /assemble over more jobs than this runs as Cloud Tasks: a map task reading this
+    # many jobs each (~1,000 jobs/s), then one reduce (with the queue above).
+    assemble_shard_jobs: int = 20_000
     limits: Limits = field(default_factory=Limits)
     options: Options = field(default_factory=Options)
 
@@ -166,6 +169,7 @@ class Config:
             backfill_max_tasks=_int(env, "GTCOCO_BACKFILL_MAX_TASKS", 100_000),
             shard_jobs=_int(env, "GTCOCO_SHARD_JOBS", 2000),
             fanout_lease_s=_int(env, "GTCOCO_FANOUT_LEASE_S", 6 * 3600),
+            assemble_shard_jobs=_int(env, "GTCOCO_ASSEMBLE_SHARD_JOBS", 20_000),
             limits=limits,
             options=options,
         )

@@ -133,6 +133,22 @@ class ImageCopy:
 
 
 @dataclass
+class Listing:
+    """The job reports of every source (one string of names a source), and the failed
+    jobs (their `error.json`) counted on the way."""
+
+    per_source: list[str] = field(default_factory=list)
+    total: int = 0
+    failed_jobs: int = 0
+
+    def reports(self) -> Iterator[tuple[int, str]]:
+        """(source index, report name), in the dataset's order."""
+        for index, reports in enumerate(self.per_source):
+            for name in _lines(reports):
+                yield index, name
+
+
+@dataclass
 class Result:
     dataset: dict[str, Any]
     copy_failures: list[dict[str, str]]
@@ -182,7 +198,7 @@ class Assembler:
                 failed += 1
         return reports, failed
 
-    def _read_job(self, item: tuple[int, ObjectStore, str]) -> JobData | None:
+    def read_job(self, item: tuple[int, ObjectStore, str]) -> JobData | None:
         index, store, report_name = item
         report = json.loads(store.read(report_name))
         if "jobs" in report or report.get("status") != "converted":
@@ -201,29 +217,45 @@ class Assembler:
 
     # -- the run ---------------------------------------------------------------------------
 
+    def listing(self, sources: list[Source]) -> Listing:
+        """Every job report of the sources, in the order the dataset takes them."""
+        # Each source's report names as one string (a list of 100,000 names costs twice it);
+        # output names never hold a newline (the layout percent-encodes it).
+        listing = Listing()
+        for source in sources:
+            reports, failed = self.job_reports(source.store)
+            listing.failed_jobs += failed
+            listing.total += len(reports)
+            listing.per_source.append("\n".join(reports))
+            del reports
+        return listing
+
     def run(
         self,
         sources: list[Source],
         splits: tuple[tuple[str, float], ...],
         images: str,
         name: str,
+        listing: Listing | None = None,
     ) -> Result:
+        listing = self.listing(sources) if listing is None else listing
+        listed = ((index, sources[index].store, report) for index, report in listing.reports())
+        jobs = ordered(self.pool, self.read_job, listed, self.window)
+        return self.collect(sources, jobs, listing.total, listing.failed_jobs, splits, images, name)
+
+    def collect(
+        self,
+        sources: list[Source],
+        jobs: Iterable[JobData | None],
+        total: int,
+        failed_jobs: int,
+        splits: tuple[tuple[str, float], ...],
+        images: str,
+        name: str,
+    ) -> Result:
+        """The dataset from its jobs, in listing order (read here, or by the map tasks of
+        a sharded assembly: the same jobs give the same bytes)."""
         categories = self._categories(sources)
-        # Each source's report names as one string (a list of 100,000 names costs twice it);
-        # output names never hold a newline (the layout percent-encodes it).
-        per_source_reports: list[str] = []
-        failed_jobs = total = 0
-        for source in sources:
-            reports, failed = self.job_reports(source.store)
-            failed_jobs += failed
-            total += len(reports)
-            per_source_reports.append("\n".join(reports))
-            del reports
-        listed = (
-            (index, sources[index].store, name)
-            for index, reports in enumerate(per_source_reports)
-            for name in _lines(reports)
-        )
         names = ds.FileNames()
         seen_keys: set[bytes] = set()  # digests: a few dozen bytes a job
         inputs: dict[tuple[str, str], int] = {}
@@ -234,7 +266,6 @@ class Assembler:
         with tempfile.TemporaryDirectory(prefix="gtcoco-assemble-") as tmp:
             state = {n: _Split(n, Path(tmp)) for n, _ in splits}
             try:
-                jobs = ordered(self.pool, self._read_job, listed, self.window)
                 for done, job in enumerate(jobs, start=1):
                     self.progress("reading jobs", done, total)
                     if job is None:

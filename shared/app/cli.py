@@ -19,6 +19,7 @@ import numpy as np
 
 from shared import __version__
 from shared.app.assemble import Source
+from shared.app.assemble_shards import run_in_shards
 from shared.app.backfill import BackfillResult, enqueue, pending, run_locally
 from shared.app.pipeline import Outcome, Pipeline, SourceRef, key_for, raster_pair
 from shared.app.runtime import build_assembler, build_pipeline
@@ -93,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
         help="copy every image to images/<split>/ (default none)",
     )
     assemble.add_argument("--name", help="the dataset's name (default: DST's last segment)")
+    assemble.add_argument(
+        "--shard-jobs",
+        type=int,
+        metavar="N",
+        help="assemble in shards of N jobs (map, then reduce), as POST /assemble does on "
+        "Cloud Tasks; the dataset is the same byte for byte",
+    )
     assemble.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
     preview = sub.add_parser(
         "preview", help="draw a dataset's annotations on its images (or grey canvases)"
@@ -263,7 +271,13 @@ def assemble(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         config, open_store(args.out, config.storage_retry_deadline_s), progress=bar.show
     )
     started = time.monotonic()
-    result = assembler.run(sources, splits, args.images, name)
+    if args.shard_jobs is not None:
+        if args.shard_jobs < 1:
+            err.write("gtcoco: --shard-jobs must be at least 1\n")
+            return EXIT_USAGE
+        result = run_in_shards(assembler, sources, splits, args.images, name, args.shard_jobs)
+    else:
+        result = assembler.run(sources, splits, args.images, name)
     bar.close()
     doc = result.dataset
     if not args.quiet:

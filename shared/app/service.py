@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.app.assemble import Source
+from shared.app import assemble_shards as shards
+from shared.app.assemble import Assembler, Source
+from shared.app.assemble import Result as AssemblyResult
 from shared.app.backfill import BackfillResult, enqueue, pending
 from shared.app.logs import fields as log_fields
 from shared.app.pipeline import Outcome, Pipeline, SourceRef
@@ -96,7 +98,17 @@ def _age_seconds(timestamp: Any, now: float) -> float | None:
     return now - when.timestamp()
 
 
-ROUTES = frozenset({"/convert", "/process", "/backfill", "/assemble", SHARD_ROUTE})
+ROUTES = frozenset(
+    {
+        "/convert",
+        "/process",
+        "/backfill",
+        "/assemble",
+        SHARD_ROUTE,
+        shards.MAP_ROUTE,
+        shards.REDUCE_ROUTE,
+    }
+)
 DATASET_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 
 
@@ -225,6 +237,10 @@ class Service:
                 return self._backfill(body)
             if route == "/assemble":
                 return self._assemble(body)
+            if route in {shards.MAP_ROUTE, shards.REDUCE_ROUTE}:
+                if self.queue is None:
+                    return 501, error_body("queue_not_configured", "tasks need the queue")
+                return self._assembly_task(body, route)
             if route == SHARD_ROUTE:
                 return self._process(body, shard=True)
             return self._process(body)
@@ -308,18 +324,68 @@ class Service:
         if images not in {"none", "copy"}:
             return 400, error_body("invalid_request", '"images" is "none" or "copy"', "/images")
         rule = parse_splits([f"{k}={v}" for k, v in (splits or {}).items()])
-        source = PrefixStore(self.out, prefix) if prefix.strip("/") else self.out
-        target = PrefixStore(self.out, f"datasets/{name}")
-        result = build_assembler(self.config, target).run(
-            [Source(self.out.uri(prefix), source)], rule, images, name
+        sources = self._dataset_sources(prefix)
+        assembler = build_assembler(self.config, PrefixStore(self.out, f"datasets/{name}"))
+        listing = assembler.listing(sources)
+        if self.queue is not None and listing.total > self.config.assemble_shard_jobs:
+            request = {**shards.request_of(sources, rule, images, name), "prefix": prefix}
+            made = shards.plan(assembler, listing, request, self.config.assemble_shard_jobs)
+            enqueued = sum(
+                self.queue.enqueue(*shards.map_task(made, index)) for index in range(made.shards)
+            )
+            return 202, {
+                "dataset": assembler.out.uri(""),
+                "plan": made.id,
+                "jobs": made.total,
+                "shards": made.shards,
+                "enqueued": enqueued,
+            }
+        return 200, self._dataset_answer(
+            assembler, assembler.run(sources, rule, images, name, listing)
         )
+
+    def _dataset_sources(self, prefix: str) -> list[Source]:
+        source = PrefixStore(self.out, prefix) if prefix.strip("/") else self.out
+        return [Source(self.out.uri(prefix), source)]
+
+    @staticmethod
+    def _dataset_answer(assembler: Assembler, result: AssemblyResult) -> dict[str, Any]:
         doc = result.dataset
-        return 200, {
-            "dataset": target.uri(""),
+        return {
+            "dataset": assembler.out.uri(""),
             "splits": doc["splits"],
             "categories": doc["categories"],
             "images": doc["images"],
         }
+
+    def _assembly_task(self, body: bytes, route: str) -> Response:
+        """A map or reduce task of a sharded assembly; a task of a plan that is not the
+        dataset's current one (replaced, or finished) does nothing."""
+        request = self.pipeline.converter.read(body, "request.json").doc
+        name = request.get("name") if isinstance(request, dict) else None
+        index = request.get("shard", 0) if isinstance(request, dict) else None
+        if (
+            not isinstance(name, str)
+            or not DATASET_NAME.match(name)
+            or not isinstance(index, int)
+            or isinstance(index, bool)
+        ):
+            return 400, error_body("invalid_request", 'send {"name", "plan", "shard"?}')
+        assembler = build_assembler(self.config, PrefixStore(self.out, f"datasets/{name}"))
+        made = shards.current_plan(assembler.out)
+        if made is None or made.id != request.get("plan"):
+            return 200, {"status": "skipped", "reason": "not the dataset's current plan"}
+        sources = self._dataset_sources(str(made.request.get("prefix", "")))
+        if route == shards.REDUCE_ROUTE:
+            answer = self._dataset_answer(assembler, shards.reduce_shards(assembler, sources, made))
+            return 200, {"status": "assembled", **answer}
+        if not 0 <= index < made.shards:
+            return 400, error_body("invalid_shard", f"the plan has {made.shards} shards", "/shard")
+        if shards.map_shard(assembler, sources, made, index):
+            assert self.queue is not None
+            self.queue.enqueue(*shards.reduce_task(made))
+            return 200, {"status": "mapped", "reduce": "enqueued"}
+        return 200, {"status": "mapped"}
 
     def _process(self, body: bytes, shard: bool = False) -> Response:
         """POST /process: one object converted as the trigger would.  POST /shard (the

@@ -10,13 +10,14 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 from google.cloud import storage
 
-from tests.functions.conftest import IN, OUT, Gcs, upload
+from tests.functions.conftest import IN, OUT, Gcs, job, upload
 from tests.functions.harness import (
     FaultProxy,
     free_port,
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.xdist_group("functions-fanout")
 QUEUE = "projects/test-project/locations/us-central1/queues/fanout"
 SINGLE = "gtcoco-test-single"  # the one-run conversion's output bucket
 JOBS, SHARD_JOBS = 2000, 250
+ASSEMBLE_SHARD_JOBS = 25
 NAME = "big/batch.json"
 PREFIX = "big/batch.json@/"
 FAILING = f"{PREFIX}jobs/ref-1100/coco.json"  # in shard 4 (jobs 1000-1249)
@@ -46,26 +48,34 @@ def big_batch() -> bytes:
         for i in range(JOBS)]).encode()
 
 
-def files(client: storage.Client, bucket: str) -> dict[str, bytes]:
-    return {b.name: b.download_as_bytes() for b in client.list_blobs(bucket, prefix=PREFIX)}
+def files(client: storage.Client, bucket: str, prefix: str = PREFIX) -> dict[str, bytes]:
+    return {b.name: b.download_as_bytes() for b in client.list_blobs(bucket, prefix=prefix)}
+
+
+@dataclass(frozen=True)
+class FanOut:
+    trigger: str
+    api: str
+    proxy: FaultProxy
+    log: Path  # the api's
 
 
 @pytest.fixture(scope="module")
-def fan_out(gcs: Gcs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, FaultProxy, Path]]:
-    """The trigger and the api with a queue between them; yields the trigger's URL, the
-    fault proxy and the api's log."""
+def fan_out(gcs: Gcs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FanOut]:
+    """The trigger and the api with a queue between them, through the fault proxy."""
     proxy = FaultProxy(gcs[0])
     port, grpc_port = free_port(), free_port()
     env = function_env(proxy.url, IN, OUT, GTCOCO_TASKS_QUEUE=QUEUE,
                        GTCOCO_TASKS_URL=f"http://127.0.0.1:{port}",
                        GTCOCO_TASKS_SERVICE_ACCOUNT="tasks@test-project.iam.gserviceaccount.com",
                        CLOUD_TASKS_EMULATOR_HOST=f"127.0.0.1:{grpc_port}",
-                       GTCOCO_SHARD_JOBS=str(SHARD_JOBS), GTCOCO_STORAGE_RETRY_DEADLINE_S="2")
+                       GTCOCO_SHARD_JOBS=str(SHARD_JOBS), GTCOCO_STORAGE_RETRY_DEADLINE_S="2",
+                       GTCOCO_ASSEMBLE_SHARD_JOBS=str(ASSEMBLE_SHARD_JOBS))
     log = tmp_path_factory.mktemp("logs") / "api.log"
     with tasks_emulator(QUEUE, port, grpc_port, max_retries=5), \
-            function_server("api", "http", env, port=port, log=log), \
+            function_server("api", "http", env, port=port, log=log) as api, \
             function_server("on_upload", "cloudevent", env) as trigger:
-        yield trigger, proxy, log
+        yield FanOut(trigger, api, proxy, log)
     proxy.close()
 
 
@@ -79,10 +89,10 @@ def wait_until(predicate: object, what: str, timeout: float = 300) -> None:
 
 
 def test_a_big_batch_fans_out_converts_once_and_a_failed_shard_is_retried_alone(
-    gcs: Gcs, fan_out: tuple[str, FaultProxy, Path]
+    gcs: Gcs, fan_out: FanOut
 ) -> None:
     _, client = gcs
-    trigger, proxy, log = fan_out
+    trigger, proxy, log = fan_out.trigger, fan_out.proxy, fan_out.log
     proxy.fail_uploads(FAILING, 10_000)  # until the shard's first attempt has failed
     event = upload(client, NAME, big_batch())
     response = post_event(trigger, event)
@@ -129,3 +139,36 @@ def test_a_big_batch_fans_out_converts_once_and_a_failed_shard_is_retried_alone(
         answer = requests.post(f"{api}/process", json={"bucket": IN, "name": NAME}, timeout=300)
         assert answer.status_code == 200 and answer.json()["status"] == "converted", answer.text
     assert files(client, SINGLE) == fanned
+
+
+def test_a_sharded_assembly_on_the_queue_equals_the_single_run_byte_for_byte(
+    gcs: Gcs, fan_out: FanOut
+) -> None:
+    _, client = gcs
+    exports = 60  # 3 map tasks of 25, 25 and 10 jobs, then the reduce
+    env = function_env(gcs[0], IN, OUT)
+    request = {"prefix": "ds/", "name": "ds", "splits": {"train": 0.7, "val": 0.3}}
+    with function_server("api", "http", env) as single:
+        for i in range(exports):
+            upload(client, f"ds/job-{i:02d}.json", json.dumps(job(f"c{i % 4}")).encode())
+            answer = requests.post(f"{single}/process", json={"bucket": IN, "name": f"ds/job-{i:02d}.json"},
+                                   timeout=60)
+            assert answer.json()["status"] == "converted", answer.text
+        one_run = requests.post(f"{single}/assemble", json=request, timeout=300)
+        assert one_run.status_code == 200, one_run.text
+    expected = files(client, OUT, "datasets/ds/")
+    assert "datasets/ds/dataset.json" in expected
+    for name in expected:
+        client.bucket(OUT).blob(name).delete()
+
+    sharded = requests.post(f"{fan_out.api}/assemble", json=request, timeout=300)
+    assert sharded.status_code == 202, sharded.text
+    assert (sharded.json()["shards"], sharded.json()["jobs"]) == (3, exports)
+    dataset = client.bucket(OUT).blob("datasets/ds/dataset.json")
+    wait_until(dataset.exists, "the reduce never wrote dataset.json")
+    # Written after dataset.json: the plan and parts are removed, once the reduce is done.
+    wait_until(lambda: not list(client.list_blobs(OUT, prefix="datasets/ds/_parts/")),
+               "the parts stayed")
+    got = files(client, OUT, "datasets/ds/")
+    assert sorted(got) == sorted(expected)  # no part or plan is left behind
+    assert got == expected

@@ -16,6 +16,7 @@ import pytest
 from pycocotools.cocoeval import COCOeval
 
 from shared.app.assemble import Source
+from shared.app.assemble_shards import plan, request_of
 from shared.app.cli import main
 from shared.app.runtime import build_assembler, fetch_policy
 from shared.coco.dataset import split_of, stem_of
@@ -405,3 +406,33 @@ def test_lines_and_cuboids_are_carried_by_image_id_not_dropped(dataset: Path) ->
         total += len(extras)
         assert read(dataset / "dataset.json")["splits"][split]["extras"] == len(extras)
     assert total == CAMERAS * FRAMES
+
+
+@pytest.mark.parametrize("shard_jobs", [1, 7, 10_000])
+def test_a_sharded_assembly_is_the_single_run_byte_for_byte(
+    converted: Path, dataset: Path, tmp_path: Path, shard_jobs: int
+) -> None:
+    sharded = tmp_path / "cams"
+    code, out, err = run("assemble", str(converted), "--out", str(sharded), "--split",
+                         "train=0.6", "--split", "val=0.4", "--shard-jobs", str(shard_jobs))
+    assert code == 0, out + err
+    expected = sorted(p.relative_to(dataset) for p in dataset.rglob("*") if p.is_file())
+    got = sorted(p.relative_to(sharded) for p in sharded.rglob("*") if p.is_file())
+    assert got == expected  # and no part or plan is left behind
+    for rel in expected:
+        assert (sharded / rel).read_bytes() == (dataset / rel).read_bytes(), rel
+
+
+def test_a_plan_is_named_by_what_it_covers(converted: Path, tmp_path: Path) -> None:
+    assembler = build_assembler(Config(), LocalStore(tmp_path / "ds"))
+    sources = [Source(str(converted), LocalStore(converted))]
+    request = request_of(sources, (("train", 1.0),), "none", "ds")
+    first = plan(assembler, assembler.listing(sources), request, 10)
+    assert plan(assembler, assembler.listing(sources), request, 10).id == first.id
+    other = plan(assembler, assembler.listing(sources), {**request, "name": "other"}, 10)
+    assert other.id != first.id
+    assert first.shards == -(-first.total // 10) and first.total > 10
+    # A new plan removes the files of the one before it.
+    left = LocalStore(tmp_path / "ds").list("_parts/")
+    assert left and all(n.startswith(f"_parts/{other.id}/") or n == "_parts/plan.json"
+                        for n in left)

@@ -82,6 +82,12 @@ locals {
     GTCOCO_TASKS_URL             = "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name_prefix}-api"
     GTCOCO_TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
     GTCOCO_BACKFILL_MAX_TASKS    = tostring(var.backfill_queue.max_tasks_per_call)
+    GTCOCO_SHARD_JOBS            = tostring(var.backfill_queue.shard_jobs)
+    GTCOCO_ASSEMBLE_SHARD_JOBS   = tostring(var.backfill_queue.assemble_shard_jobs)
+    GTCOCO_FANOUT_LEASE_S        = tostring(var.backfill_queue.fanout_lease_s)
+    # Cloud Tasks retries an attempt still running past its deadline (at most 30 min):
+    # never shorter than the function may run.
+    GTCOCO_TASK_DEADLINE_S = tostring(min(1800, var.http_function.timeout_seconds))
     # A lease must outlive any run holding it, or a slow writer is taken over mid-write.
     GTCOCO_LOCK_LEASE_S = tostring(max(var.conversion.lock_lease_s,
     var.trigger_function.timeout_seconds + 60, var.http_function.timeout_seconds + 60))

@@ -1,8 +1,12 @@
-# --- Backfills on Cloud Tasks ---------------------------------------------------------------
+# --- Work beyond one invocation, on Cloud Tasks ----------------------------------------------
 #
-# POST /backfill (or `gtcoco backfill`) enqueues one task per export not yet converted at its
-# live generation; each task calls POST /process on the HTTP function with an OIDC token of
-# the task-invoker account. Least privilege: the runtime account may only enqueue on this
+# One queue carries three kinds of task, each naming exactly its own work:
+# - POST /backfill (or `gtcoco backfill`): a task per export not yet converted at its live
+#   generation, calling POST /process;
+# - a batch of more than backfill_queue.shard_jobs jobs: a task per shard, POST /shard;
+# - POST /assemble over more than backfill_queue.assemble_shard_jobs jobs: map tasks
+#   (POST /assemble/map), then one reduce (POST /assemble/reduce).
+# Every task carries an OIDC token of the task-invoker account. Least privilege: the runtime account may only enqueue on this
 # queue and act as the invoker account (to mint the tasks' tokens); the invoker account
 # alone may invoke the HTTP function, and can do nothing else. No task enqueues another.
 

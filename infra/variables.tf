@@ -214,18 +214,21 @@ variable "iam_propagation_wait" {
 }
 
 variable "backfill_queue" {
-  description = "The backfill queue: dispatch rate and concurrency (the HTTP function's load), attempts per task, tasks one POST /backfill may enqueue."
+  description = "The task queue of backfills, batch shards and sharded assemblies: dispatch rate and concurrency (the HTTP function's load), attempts per task, tasks one POST /backfill may enqueue, jobs per batch shard and per assembly map task, how long a fan-out holds its input (s)."
   type = object({
     max_dispatches_per_second = optional(number, 20)
     max_concurrent_dispatches = optional(number, 10)
     max_attempts              = optional(number, 10)
     max_tasks_per_call        = optional(number, 100000)
+    shard_jobs                = optional(number, 2000)
+    assemble_shard_jobs       = optional(number, 20000)
+    fanout_lease_s            = optional(number, 21600)
   })
   default = {}
 
   validation {
-    condition     = var.backfill_queue.max_concurrent_dispatches >= 1 && var.backfill_queue.max_dispatches_per_second > 0 && var.backfill_queue.max_attempts >= 1 && var.backfill_queue.max_tasks_per_call >= 1
-    error_message = "backfill_queue needs positive rates, at least one attempt and one task per call."
+    condition     = var.backfill_queue.max_concurrent_dispatches >= 1 && var.backfill_queue.max_dispatches_per_second > 0 && var.backfill_queue.max_attempts >= 1 && var.backfill_queue.max_tasks_per_call >= 1 && var.backfill_queue.shard_jobs >= 1 && var.backfill_queue.assemble_shard_jobs >= 1 && var.backfill_queue.fanout_lease_s >= 1
+    error_message = "backfill_queue needs positive rates, at least one attempt, one task per call and one job per shard."
   }
 }
 

@@ -123,6 +123,9 @@ class Config:
     # POST /assemble over more jobs than this runs as Cloud Tasks: a map task reading this
     # many jobs each (~1,000 jobs/s), then one reduce (with the queue above).
     assemble_shard_jobs: int = 20_000
+    # How long Cloud Tasks waits for a task's answer before it tries again: the HTTP
+    # function's timeout (infra/ sets it; 300 s is its default there), at most 1,800 s.
+    task_deadline_s: int = 300
     limits: Limits = field(default_factory=Limits)
     options: Options = field(default_factory=Options)
 
@@ -170,6 +173,7 @@ class Config:
             shard_jobs=_int(env, "GTCOCO_SHARD_JOBS", 2000),
             fanout_lease_s=_int(env, "GTCOCO_FANOUT_LEASE_S", 6 * 3600),
             assemble_shard_jobs=_int(env, "GTCOCO_ASSEMBLE_SHARD_JOBS", 20_000),
+            task_deadline_s=min(1800, _int(env, "GTCOCO_TASK_DEADLINE_S", 300)),
             limits=limits,
             options=options,
         )

@@ -96,7 +96,12 @@ def build_queue(config: Config) -> TaskQueue | None:
     if not (config.tasks_queue and config.tasks_url and config.tasks_service_account):
         return None
     return CloudTasksQueue(
-        QueueTarget(config.tasks_queue, config.tasks_url, config.tasks_service_account)
+        QueueTarget(
+            config.tasks_queue,
+            config.tasks_url,
+            config.tasks_service_account,
+            config.task_deadline_s,
+        )
     )
 
 

@@ -39,6 +39,9 @@ class QueueTarget:
     queue: str  # projects/P/locations/L/queues/Q
     url: str
     service_account: str
+    # Past it, Cloud Tasks counts the attempt as failed and tries again: no shorter than
+    # the function may run, or a long task would run twice at once.
+    deadline_s: int = 300
 
 
 class CloudTasksQueue:
@@ -49,6 +52,7 @@ class CloudTasksQueue:
     def enqueue(self, name: str, route: str, body: Mapping[str, Any]) -> bool:
         task = {
             "name": f"{self.target.queue}/tasks/{name}",
+            "dispatch_deadline": {"seconds": self.target.deadline_s},
             "http_request": {
                 "http_method": "POST",
                 "url": self.target.url.rstrip("/") + route,

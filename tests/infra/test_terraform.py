@@ -120,6 +120,8 @@ def _render(expression: str, defaults: dict[str, Any]) -> str:
                           variables()["backfill_queue"]["type"])
         assert found, match[1]
         return found[1]
+    if expression == "${tostring(min(1800, var.http_function.timeout_seconds))}":
+        return str(min(1800, _sizing_default(variables()["http_function"])))
     if expression == "${var.categories_uri}":
         return str(variables()["categories_uri"]["default"])
     raise AssertionError(f"unexpected expression {expression}")

@@ -52,6 +52,7 @@ def test_a_task_carries_the_invoker_token_for_the_function() -> None:
     assert request["oidc_token"] == {"service_account_email": TARGET.service_account,
                                      "audience": "https://fn.example/api"}
     assert request["body"] == b'{"name": "a"}'
+    assert task["dispatch_deadline"] == {"seconds": TARGET.deadline_s}
 
 
 @pytest.mark.parametrize(("fail", "outcome"), [

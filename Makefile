@@ -117,6 +117,7 @@ bench: $(STAMP)
 	$(PY) -m bench.raster
 	$(PY) -m bench.pipeline
 	$(PY) -m bench.assemble
+	$(PY) -m bench.fanout
 
 archive: $(STAMP)
 	$(PY) -m infra.build_archive --out $(ARCHIVE)

@@ -16,6 +16,7 @@ batch, converting and writing; a slow image host adds its latency per job on top
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -26,7 +27,7 @@ from shared.app import assemble_shards as shards
 from shared.app.assemble import Source
 from shared.app.pipeline import Pipeline, SourceRef
 from shared.app.runtime import build_assembler, build_converter
-from shared.config import Config
+from shared.config import Config, Limits
 from shared.io.storage import MemoryStore
 
 TIME_LIMIT_S = 540  # an event-driven function's limit
@@ -86,7 +87,13 @@ def batch_figures(jobs: int, shard_jobs: int, latency: float, single: bool,
     """The fan-out of one batch of `jobs`: the event, `sample` shards (first and last
     included), and (with `single`) the same batch in one run."""
     data = batch(jobs)
-    config = Config(input_bucket="in", shard_jobs=shard_jobs)
+    # A batch this big needs its limits raised, as a deployment would (GTCOCO_MAX_*).
+    limits = dataclasses.replace(
+        Limits(),
+        max_batch_jobs=max(Limits().max_batch_jobs, jobs),
+        max_object_bytes=max(Limits().max_object_bytes, 2 * len(data)),
+    )
+    config = Config(input_bucket="in", shard_jobs=shard_jobs, limits=limits)
     source = SlowStore(MemoryStore("in"), latency)
     generation = source.inner.write("big.json", data, "application/json")
     ref = SourceRef("in", "big.json", generation, len(data))

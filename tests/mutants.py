@@ -107,6 +107,13 @@ MUTANTS = [Mutant(*m) for m in [
  ("cli: one bad input stops the run", "shared/app/cli.py", "        except (GtcocoError, AccessDenied, ValueError, OSError) as exc:", "        except KeyError as exc:"),
  ("runtime: https-only setting ignored", "shared/app/runtime.py", 'schemes=frozenset({"https"} if config.fetch_https_only else {"http", "https"}),', 'schemes=frozenset({"http", "https"}),'),
  ("storage: retries ignore the configured deadline", "shared/io/storage.py", "return DEFAULT_RETRY.with_timeout(self.retry_deadline_s)", "return DEFAULT_RETRY.with_timeout(120.0)"),
+ ("shards: report before every shard is done", "shared/app/pipeline.py", "        if not set(wanted) <= set(self.out.list(place / \"shards/\")):\n            return None\n", ""),
+ ("shards: report written without its precondition", "shared/app/pipeline.py", "place.report, dump_json(report), \"application/json\", if_generation_match=0", "place.report, dump_json(report), \"application/json\""),
+ ("shards: a stale record completes the set", "shared/app/pipeline.py", "                if found is None or _generations(found.sources) != _generations(sources):\n                    return None  # a stale record", "                if found is None:\n                    return None  # a stale record"),
+ ("shards: a live fan-out does not hold its input", "shared/app/pipeline.py", "        if isinstance(expires, (int, float)) and expires > self.clock():\n            raise TransientError(\n                f\"{place.prefix} is being converted in shards", "        if False:\n            raise TransientError(\n                f\"{place.prefix} is being converted in shards"),
+ ("shards: a superseded shard converts", "shared/app/pipeline.py", "        if live.generation != ref.generation:\n            raise _Superseded(f\"generation {ref.generation} is not the live {live.generation}\")\n        fan = self._read_marker(place / FANOUT)", "        fan = self._read_marker(place / FANOUT)"),
+ ("shards: a shard in progress elsewhere answered done", "shared/app/pipeline.py", "                raise TransientError(f\"{exc}; this delivery is retried later\") from exc", "                return Outcome(\"duplicate\", key, str(exc))"),
+ ("shards: a shard out of the plan accepted", "shared/app/pipeline.py", "        if ranges is None or not 0 <= index < len(ranges):", "        if ranges is None:"),
  ("cli: --out file accepted", "shared/app/cli.py", "Path(args.out).exists() and not Path(args.out).is_dir():", "False:"),
 ]]
 

@@ -271,13 +271,15 @@ def test_a_stale_record_of_an_older_fan_out_does_not_complete_the_set(
     expected: tuple[dict[str, bytes], bytes]
 ) -> None:
     world, old, _ = fanned_out(batch(), expected[1])
-    for index in (0, 1, 2, 3):
-        world.shard(old, index)  # shard 4 never ran
+    for index in (1, 2, 3, 4):
+        world.shard(old, index)  # shard 0 never ran
     world.now += 3601
     new = world.upload(batch("bus"))
     assert world.pipeline().process(new).status == "fanned_out"
     for index in (0, 1, 2, 3):
-        assert world.shard(new, index).report is None  # old shards/000004 is not theirs
+        # Every record is there from shard 0 on, but the old ones are not this generation's.
+        assert world.shard(new, index).report is None
+        assert world.out.stat(f"{PREFIX}/report.json") is None
     assert world.shard(new, 4).report is not None
     report = json.loads(world.out.read(f"{PREFIX}/report.json"))
     assert all(job["key"].startswith("exports/batch/bus") or "~" in job["prefix"]
@@ -291,3 +293,29 @@ def test_a_superseded_shard_is_skipped(expected: tuple[dict[str, bytes], bytes])
     outcome = world.shard(old, 0)
     assert outcome.status == "skipped" and "superseded" in outcome.reason
     assert not any("/jobs/" in n for n in world.out.writes)
+
+
+def test_a_report_already_written_is_never_replaced(
+    expected: tuple[dict[str, bytes], bytes]
+) -> None:
+    """The completing shard writes the report with a does-not-exist precondition: a report
+    some other writer put there first stays as it is."""
+    world, ref, bodies = fanned_out(batch(), expected[1])
+    for body in bodies[:-1]:
+        world.shard(ref, body["shard"])
+    world.out.write(f"{PREFIX}/report.json", b'{"written": "first"}', "application/json")
+    assert world.shard(ref, bodies[-1]["shard"]).report is None
+    assert world.out.read(f"{PREFIX}/report.json") == b'{"written": "first"}'
+
+
+def test_a_shard_another_delivery_is_converting_is_retried_not_answered_done(
+    expected: tuple[dict[str, bytes], bytes]
+) -> None:
+    world, ref, _ = fanned_out(batch(), expected[1])
+    lease = {"sources": [ref.as_dict()], "expires": world.now + 100}
+    world.out.write(f"{PREFIX}/shards/000000.lock", json.dumps(lease).encode(),
+                    "application/json", if_generation_match=0)
+    with pytest.raises(TransientError, match="retried later"):
+        world.shard(ref, 0)
+    world.now += 101  # that delivery died: its lease expires and this one takes over
+    assert world.shard(ref, 0).status == "partial"

@@ -8,7 +8,7 @@ terraform {
     }
     time = {
       source  = "hashicorp/time"
-      version = ">= 0.11, < 1.0"
+      version = ">= 0.11.1, < 1.0"
     }
   }
 }

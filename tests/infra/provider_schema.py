@@ -234,3 +234,121 @@ def check(modules: list[dict[str, Any]], schema: Schema) -> list[str]:
                                     f"no attribute {attribute!r} in {schema.provider} "
                                     f"{schema.version}")
     return sorted(set(problems))
+
+
+# --- Typed schemas, for the stub provider that `terraform validate` talks to ---------------
+#
+# The same sources carry each argument's type and whether it is optional (the struct's
+# `__init__` type hints), and the computed attributes (properties of the resource class and
+# of each block's `OutputReference` that are not arguments).  What the CDK cannot say is
+# written down here as the lenient choice: blocks are lists (a block of at most one item is
+# `max_items = 1`), and a type the hints do not spell out is `dynamic`.
+
+_SCALARS = {"builtins.str": "string", "jsii.Number": "number", "builtins.bool": "bool"}
+_OPTIONAL = re.compile(r"^typing\.Optional\[(.*)\]$")
+
+
+def _cty_type(hint: str) -> Any:
+    """The cty type (its JSON form) of a CDK type hint; `dynamic` when it is not plain."""
+    hint = re.sub(r"['\"]?_cdkt[fn]_\w+\.IResolvable['\"]?", "IResolvable", hint)
+    if match := re.fullmatch(r"typing\.Union\[(.*), IResolvable\]", hint):
+        hint = match[1]
+    if hint in _SCALARS:
+        return _SCALARS[hint]
+    if match := re.fullmatch(r"typing\.(?:Sequence|List)\[(builtins\.str|jsii\.Number)\]", hint):
+        return ["list", _SCALARS[match[1]]]
+    if match := re.fullmatch(r"typing\.Mapping\[builtins\.str, (builtins\.str|jsii\.Number|"
+                             r"builtins\.bool)\]", hint):
+        return ["map", _SCALARS[match[1]]]
+    if re.fullmatch(r"['\"]?_cdkt[fn]_\w+\.StringMap['\"]?", hint):
+        return ["map", "string"]
+    return "dynamic"
+
+
+def _properties(node: ast.ClassDef | None) -> dict[str, str]:
+    """Property name -> return hint of a class (the getters the CDK writes per attribute)."""
+    if node is None:
+        return {}
+    found = {}
+    for item in node.body:
+        if (isinstance(item, ast.FunctionDef) and item.returns is not None
+                and any(ast.unparse(d) == "builtins.property" for d in item.decorator_list)):
+            # The CDK renames an attribute that collides with its own members (`build` is
+            # `build_attribute`); Terraform knows it by the first name.
+            found[item.name.removesuffix("_attribute")] = ast.unparse(item.returns).strip("'\"")
+    return {k: v for k, v in found.items() if not k.endswith("_input") and k != "internal_value"}
+
+
+def _wire_blocks(source: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(kind, terraform type, block) of the resource, data source or provider a module holds;
+    kind is `resource`, `data` or `provider`; the block is the JSON the stub serves."""
+    tree = ast.parse(source)
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    structs = {name: mapping for name, node in classes.items()
+               if (mapping := _decorator_mapping(node)) is not None}
+
+    def block(name: str, computed: dict[str, str], skip: frozenset[str]) -> dict[str, Any]:
+        hints = _annotations(classes[name])
+        attributes, blocks = [], []
+        for arg in structs[name]:
+            if arg in skip:
+                continue
+            hint = hints.get(arg, "")
+            optional = bool(_OPTIONAL.match(hint))
+            inner = _OPTIONAL.sub(r"\1", hint)
+            nested = next((other for other in re.findall(r"\b([A-Z]\w+)\b", inner)
+                           if other in structs and other != name), None)
+            if nested is not None:
+                many = "Sequence[" in inner
+                blocks.append({
+                    "name": arg, "min_items": 0 if optional else 1,
+                    "max_items": 0 if many else 1,
+                    "block": block(nested, _properties(classes.get(f"{nested}OutputReference")),
+                                   frozenset())})
+            else:
+                attributes.append({"name": arg, "type": _cty_type(inner),
+                                   "required": not optional, "optional": optional,
+                                   "computed": optional})
+        taken = {a["name"] for a in attributes} | {b["name"] for b in blocks}
+        for prop, hint in computed.items():
+            if prop not in taken and not re.search(r"OutputReference$", hint):
+                attributes.append({"name": prop, "type": _cty_type(hint), "required": False,
+                                   "optional": False, "computed": True})
+        return {"attributes": attributes, "blocks": blocks}
+
+    for name, node in classes.items():
+        match = _REPRESENTS.search(ast.get_docstring(node) or "")
+        if match is not None and f"{name}Config" in structs:
+            kind = "data" if match["kind"] == "data-sources" else "resource"
+            yield kind, match["type"], block(f"{name}Config", _properties(node), META)
+        elif name.endswith("ProviderConfig") and name in structs:
+            yield "provider", name.removesuffix("ProviderConfig").lower(), block(
+                name, {}, frozenset({"alias"}))
+
+
+def wire_schema(pin: Pin, resource_types: set[str], data_types: set[str]) -> dict[str, Any]:
+    """The provider's configuration block and the blocks of the types asked for, as JSON the
+    stub provider (`tests/infra/stub_provider.py`) serves over the plugin protocol."""
+    if not pin.wheel.exists():
+        raise FileNotFoundError(f"{pin.wheel} is missing: run `make provider-schemas`")
+    schema: dict[str, Any] = {"provider": None, "resources": {}, "data": {}}
+    package = pin.package.replace("-", "_")
+    with zipfile.ZipFile(pin.wheel) as wheel:
+        names = set(wheel.namelist())
+        paths = [f"{package}/provider/__init__.py"]
+        for terraform_type, data in sorted({(t, False) for t in resource_types}
+                                           | {(t, True) for t in data_types}):
+            if terraform_type.startswith(f"{pin.provider}_"):
+                paths.append(
+                    f"{package}/{_module_for(terraform_type, pin.provider, data)}/__init__.py")
+        for path in paths:
+            if path not in names:
+                continue  # an unknown type: the stub does not serve it, validate reports it
+            for kind, terraform_type, found in _wire_blocks(wheel.read(path).decode("utf-8")):
+                if kind == "provider":
+                    schema["provider"] = found
+                else:
+                    schema["resources" if kind == "resource" else "data"][terraform_type] = found
+    if schema["provider"] is None:
+        raise ValueError(f"{pin.wheel.name}: no provider configuration struct")
+    return schema

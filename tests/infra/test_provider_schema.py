@@ -38,8 +38,7 @@ def test_the_pins_are_the_lowest_and_newest_versions_allowed() -> None:
                     for p in PINS if p.provider == provider]
         bound = tuple(int(x) for x in low[1].split("."))
         assert all(v < tuple(int(x) for x in high[1].split(".")) for v in versions)
-        if provider == "google":  # the lowest allowed, exactly
-            assert min(versions)[:len(bound)] == bound
+        assert min(versions)[:len(bound)] == bound  # the lowest allowed, exactly
 
 
 def test_infra_uses_only_what_the_provider_has(schema: ps.Schema) -> None:

@@ -1,7 +1,8 @@
 """infra/ read as data: formatting, and the properties a platform team checks before approving.
 
-`terraform init/validate` need the google provider, which cannot be downloaded here; these
-tests read the HCL with python-hcl2 instead. checkov runs from its own venv (`make infra-lint`).
+These tests read the HCL with python-hcl2; `terraform validate` itself runs in
+test_terraform_validate.py (a stub provider serving the real schemas) and checkov from its own
+venv (`make infra-lint`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from shared import RELEASE_YEAR, __version__
+from shared.coco.polygons import PixelPolygon, pixel_polygons, ring_walk
 from shared.config import Limits, Options
 from shared.errors import TooLargeError, pointer_join
 from shared.geometry import bbox_of, clip_point, round_coord
@@ -182,7 +183,7 @@ def polygon_area(
     (shifted by whole pixels: the same area up to the rounding of the shifted coordinates,
     about a pixel per vertex; no exact reference exists there, pycocotools cannot run)."""
     ring = np.asarray(flat, dtype=np.float64).reshape(-1, 2)
-    steps = float(np.abs(ring - np.roll(ring, 1, axis=0)).max(axis=1).sum())
+    steps = ring_walk(flat)
     if steps > limits.max_raster_work:
         raise TooLargeError(
             "shape_too_complex",
@@ -233,6 +234,20 @@ class CocoBuilder:
         self.counts: Counter[str] = Counter()
         self.ignored_keys: Counter[str] = Counter()
         self.images = self._images(key)
+        self.pixels: dict[int, PixelPolygon] = {}  # id(shape): its polygon, done in bulk
+
+    def prepare(self, shapes: Sequence[Shape]) -> None:
+        """Every polygon's pixels, box and area at once (`coco/polygons.py`); a frame too
+        large for pycocotools' indexes stays on the per-shape path."""
+        chosen = [(s, self._size(s)) for s in shapes if s.kind == "polygon"]
+        chosen = [(s, z) for s, z in chosen if z.width * z.height <= FRAME_LIMIT]
+        found = pixel_polygons(
+            [s.coords for s, _ in chosen],
+            [(z.width, z.height) for _, z in chosen],
+            self.limits,
+            [s.pointer for s, _ in chosen],
+        )
+        self.pixels.update((id(s), p) for (s, _), p in zip(chosen, found, strict=True))
 
     def _images(self, key: str) -> list[dict[str, Any]]:
         base = {
@@ -356,6 +371,9 @@ class CocoBuilder:
         self.counts["rectangles"] += 1
 
     def _polygon(self, shape: Shape) -> None:
+        done = self.pixels.pop(id(shape), None)
+        if done is not None:
+            return self._polygon_from(shape, done)
         size = self._size(shape)
         pts, clipped = _to_pixels(shape, size)
         ring = [p for i, p in enumerate(pts) if i == 0 or p != pts[i - 1]]
@@ -373,6 +391,26 @@ class CocoBuilder:
         box = [round_coord(v) for v in bbox_of(ring)]
         self.add_annotation(
             shape.label, {**self._common(shape), "bbox": box, "area": area, "segmentation": [flat]}
+        )
+        self.counts["polygons"] += 1
+
+    def _polygon_from(self, shape: Shape, done: PixelPolygon) -> None:
+        """`_polygon` with the numbers computed in bulk: the same notes in the same order."""
+        if done.reason == "too_few_points":
+            return self._drop(shape, done.reason, done.detail)
+        if done.error is not None:
+            raise done.error
+        if done.reason is not None:
+            return self._drop(shape, done.reason, done.detail)
+        self._note_clipped(shape, done.clipped)
+        self.add_annotation(
+            shape.label,
+            {
+                **self._common(shape),
+                "bbox": done.bbox,
+                "area": done.area,
+                "segmentation": [done.flat],
+            },
         )
         self.counts["polygons"] += 1
 
@@ -489,6 +527,7 @@ def convert_vector_job(
     """Add every vector shape of the job; the caller may add raster regions, then `finish()`.
     `frame_sizes`: each frame's own size, for a job of frames."""
     builder = CocoBuilder(job, size, category_ids, options, key, limits, frame_sizes)
+    builder.prepare(job.shapes)
     for shape in job.shapes:
         builder.add_shape(shape)
     return builder

@@ -14,6 +14,7 @@ from typing import Any
 from shared.config import Limits
 from shared.errors import ConversionError, pointer_join
 from shared.geometry import natural_sorted
+from shared.gtstudio.arrays import parse_polygons
 from shared.gtstudio.guide import is_guide_coco, is_plain_coco, parse_guide_coco
 from shared.gtstudio.records import Frame, Job, Note, RasterSpec, Shape, Unsupported
 from shared.gtstudio.shapes import (
@@ -166,6 +167,9 @@ def _parse_container(
             other_jobs.append((key, ptr, items))
             continue
         kind = SHAPE_TYPES.get(key)
+        if kind == "polygon":
+            shapes.extend(parse_polygons(items, ptr, limits))
+            continue
         for i, item in enumerate(items):
             item_ptr = pointer_join(ptr, i)
             if kind is None:

@@ -3,10 +3,23 @@ never raw export dicts."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from shared.errors import pointer_join
+
+NO_POINTS = np.zeros((0, 2), dtype=np.float64)
+NO_POINTS.flags.writeable = False
+
+
+def as_coords(points: Iterable[tuple[float, float]]) -> np.ndarray:
+    """An (n, 2) float64 array of normalised (x, y), read-only like the shape holding it."""
+    found = np.array(list(points), dtype=np.float64).reshape(-1, 2)
+    found.flags.writeable = False
+    return found
 
 
 @dataclass(frozen=True)
@@ -31,18 +44,25 @@ class Shape:
     label: str
     gt_id: str | None
     attributes: dict[str, Any]
-    points: tuple[tuple[float, float], ...]  # normalised, in drawing order
+    # Normalised (x, y) in drawing order, an (n, 2) float64 array: often a view of one
+    # array holding every point of the job (gtstudio/arrays.py).  Not compared: `points`.
+    coords: np.ndarray = field(compare=False, repr=False)
     pointer: str
     point_names: tuple[str, ...] = ()
     keypoint_ids: tuple[int, ...] = ()  # landmarks: the skeleton index of each point
     visibility: tuple[int, ...] = ()  # landmarks: COCO v per point
-    edges: tuple[tuple[str, str], ...] = ()
+    edges: tuple[tuple[str, str], ...] = ()  # lines and landmarks (a skeleton)
     frame: str | None = None  # video frame id
     track_id: str | None = None
     raw: Any = None  # cuboids keep their undocumented geometry
     notes: tuple[Note, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)  # kept keys, as COCO fields
     unknown_keys: tuple[str, ...] = ()  # keys nobody documented: counted in the report
+
+    @property
+    def points(self) -> tuple[tuple[float, float], ...]:
+        """The coordinates as Python tuples (what the per-shape code paths read)."""
+        return tuple((x, y) for x, y in self.coords.tolist())
 
 
 @dataclass(frozen=True)

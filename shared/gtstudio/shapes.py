@@ -12,7 +12,7 @@ from typing import Any
 from shared.config import Limits
 from shared.errors import ConversionError, TooLargeError, pointer_join
 from shared.geometry import chain_from_edges, natural_sorted, order_polygon
-from shared.gtstudio.records import Note, Shape
+from shared.gtstudio.records import NO_POINTS, Note, Shape, as_coords
 
 # maker_response / annotations type keys and the shape each holds.
 SHAPE_TYPES = {
@@ -128,7 +128,11 @@ def url_field(doc: Mapping[str, Any], key: str, pointer: str) -> str | None:
 # Single annotations
 
 
-def parse_shape(kind: str, item: Any, pointer: str, limits: Limits) -> Shape:
+def shape_fields(
+    kind: str, item: Any, pointer: str, limits: Limits
+) -> tuple[dict[str, Any], list[Note]]:
+    """What every kind shares, as `Shape` fields: label, id, attributes, kept and unknown
+    keys; and the notes so far."""
     if not isinstance(item, dict):
         raise ConversionError("invalid_type", "an annotation must be a JSON object", pointer)
     label = item.get("label")
@@ -148,52 +152,74 @@ def parse_shape(kind: str, item: Any, pointer: str, limits: Limits) -> Shape:
     attributes, attr_note = normalise_attributes(
         item.get("attributes"), pointer_join(pointer, "attributes")
     )
-    base = Shape(
-        kind=kind,
-        label=label.strip(),
-        gt_id=gt_id,
-        attributes=attributes,
-        points=(),
-        pointer=pointer,
-    )
-    notes = [attr_note] if attr_note else []
     extra, unknown = kept_and_unknown(item)
-    base = replace(base, extra=extra, unknown_keys=unknown if kind != "cuboid" else ())
+    fields = {
+        "kind": kind,
+        "label": label.strip(),
+        "gt_id": gt_id,
+        "attributes": attributes,
+        "pointer": pointer,
+        "extra": extra,
+        "unknown_keys": unknown if kind != "cuboid" else (),
+    }
+    return fields, [attr_note] if attr_note else []
+
+
+def polygon_order(
+    names: list[str],
+    edges: list[tuple[str, str]],
+    item: Mapping[str, Any],
+    pointer: str,
+    notes: list[Note],
+) -> list[str]:
+    """The drawing order of a polygon's points, noting a repair when the edges are broken."""
+    order, how = order_polygon(names, edges)
+    if how != "edges" and (bool(edges) or item.get("edges") is not None):
+        notes.append(
+            Note(
+                "repaired",
+                f"polygon_{how}",
+                pointer_join(pointer, "edges"),
+                "edges do not form one ring",
+            )
+        )
+    return order
+
+
+def parse_shape(kind: str, item: Any, pointer: str, limits: Limits) -> Shape:
+    fields, notes = shape_fields(kind, item, pointer, limits)
+    base = Shape(coords=NO_POINTS, **fields)
     if kind == "rectangle":
         points = _point_list(item, "coordinates", pointer, limits)
-        return replace(base, points=tuple(p for _, p in points), notes=tuple(notes))
+        return replace(base, coords=as_coords(p for _, p in points), notes=tuple(notes))
     if kind == "cuboid":
         found = _collect_points(item, pointer, limits)
         raw = {k: v for k, v in item.items() if k not in {"attributes", "label", "_id", "id"}}
-        return replace(base, points=tuple(found), raw=raw, notes=tuple(notes))
+        return replace(base, coords=as_coords(found), raw=raw, notes=tuple(notes))
     named = _point_list(item, "points", pointer, limits)
     names = [n for n, _ in named]
     coords = dict(named)
-    edges = _edges(item.get("edges"), pointer_join(pointer, "edges"), notes)
+    edges = edge_list(item.get("edges"), pointer_join(pointer, "edges"), notes)
     if kind in {"polygon", "line"}:
         if kind == "polygon":
-            order, how = order_polygon(names, edges)
-            broken = how != "edges" and (bool(edges) or item.get("edges") is not None)
-            reason, shape_word = f"polygon_{how}", "ring"
+            order = polygon_order(names, edges, item, pointer, notes)
         else:
             chain = chain_from_edges(names, edges) if edges else None
             order = chain or natural_sorted(names)
-            broken = bool(edges) and chain is None
-            reason, shape_word = "line_natural_order", "chain"
-        if broken:
-            notes.append(
-                Note(
-                    "repaired",
-                    reason,
-                    pointer_join(pointer, "edges"),
-                    f"edges do not form one {shape_word}",
+            if bool(edges) and chain is None:
+                notes.append(
+                    Note(
+                        "repaired",
+                        "line_natural_order",
+                        pointer_join(pointer, "edges"),
+                        "edges do not form one chain",
+                    )
                 )
-            )
         return replace(
             base,
-            points=tuple(coords[n] for n in order),
+            coords=as_coords(coords[n] for n in order),
             point_names=tuple(order),
-            edges=tuple(edges),
+            edges=tuple(edges) if kind == "line" else (),  # a polygon's are its order
             notes=tuple(notes),
         )
     # landmark
@@ -210,7 +236,7 @@ def parse_shape(kind: str, item: Any, pointer: str, limits: Limits) -> Shape:
         )
     return replace(
         base,
-        points=tuple(coords[n] for n in order),
+        coords=as_coords(coords[n] for n in order),
         point_names=tuple(order),
         keypoint_ids=tuple(ids),
         visibility=tuple(vis),
@@ -351,7 +377,7 @@ def _collect_points(item: Any, pointer: str, limits: Limits) -> list[tuple[float
     return found
 
 
-def _edges(raw: Any, pointer: str, notes: list[Note]) -> list[tuple[str, str]]:
+def edge_list(raw: Any, pointer: str, notes: list[Note]) -> list[tuple[str, str]]:
     """`{"e1": ["p1", "p2"]}` or a list of pairs, in natural key order; junk is reported."""
     if raw is None or raw == {} or raw == []:
         return []

@@ -8,7 +8,7 @@ through it, and the tests compare the two on generated polygons).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -21,8 +21,7 @@ from shared.geometry import round_coords
 AREA_BATCH = 255
 
 
-@dataclass(frozen=True)
-class PixelPolygon:
+class PixelPolygon(NamedTuple):
     """One polygon in pixels, or why it was dropped (`reason`), or the error it raises."""
 
     clipped: int
@@ -62,7 +61,9 @@ def pixel_polygons(
     keep[1:] |= (x[1:] != x[:-1]) | (y[1:] != y[:-1])
     index = np.arange(points.shape[0])
     last = np.full(count, -1, dtype=np.int64)
-    np.maximum.at(last, owner[keep], index[keep])
+    present = lengths > 0
+    if present.any():  # the last kept point of each polygon (its first is always kept)
+        last[present] = np.maximum.reduceat(np.where(keep, index, -1), starts[present])
     kept_count = np.bincount(owner[keep], minlength=count)
     closing = (kept_count > 1) & (last >= 0)
     closing &= (x[np.maximum(last, 0)] == x[starts]) & (y[np.maximum(last, 0)] == y[starts])
@@ -84,51 +85,46 @@ def pixel_polygons(
     previous[ring_starts[has]] = ring_starts[has] + ring_lengths[has] - 1
     step = np.maximum(np.abs(rx - rx[previous]), np.abs(ry - ry[previous])) if ring.size else rx
     steps = np.bincount(ring_owner, weights=step, minlength=count)
-    flat_all = np.stack([rx, ry], axis=1).ravel().tolist()
-    lo_x = np.full(count, np.inf)
-    lo_y = np.full(count, np.inf)
-    hi_x = np.full(count, -np.inf)
-    hi_y = np.full(count, -np.inf)
-    np.minimum.at(lo_x, ring_owner, rx)
-    np.minimum.at(lo_y, ring_owner, ry)
-    np.maximum.at(hi_x, ring_owner, rx)
-    np.maximum.at(hi_y, ring_owner, ry)
-    boxes = round_coords(np.stack([lo_x, lo_y, hi_x - lo_x, hi_y - lo_y], axis=1))
+    ring_xy = np.stack([rx, ry], axis=1)
+    flat_all = ring_xy.ravel().tolist()
+    boxes = np.zeros((count, 4))
+    filled = ring_lengths > 0
+    if filled.any():
+        at = ring_starts[filled]
+        lo_x, lo_y = np.minimum.reduceat(rx, at), np.minimum.reduceat(ry, at)
+        boxes[filled] = np.stack([lo_x, lo_y, np.maximum.reduceat(rx, at) - lo_x,
+                                  np.maximum.reduceat(ry, at) - lo_y], axis=1)
+    boxes = round_coords(boxes)
     out: list[PixelPolygon | None] = [None] * count
     rings: dict[tuple[int, int], list[int]] = {}
     flats: list[list[float]] = [[] for _ in range(count)]
-    for i in range(count):
-        n = int(distinct[i])
+    arrays: list[np.ndarray | None] = [None] * count  # what pycocotools reads: no copy
+    limit = limits.max_raster_work
+    for i, (n, walk, begin, length, moved) in enumerate(zip(
+        distinct.tolist(), steps.tolist(), ring_starts.tolist(), ring_lengths.tolist(),
+        clipped.tolist(), strict=True,
+    )):
         if n < 3:
-            out[i] = PixelPolygon(
-                int(clipped[i]),
-                reason="too_few_points",
-                detail=f"{n} distinct point(s) after clipping",
-            )
+            out[i] = PixelPolygon(moved, reason="too_few_points",
+                                  detail=f"{n} distinct point(s) after clipping")
             continue
-        walk = float(steps[i])
-        begin = int(ring_starts[i])
-        ring_flat = flat_all[2 * begin : 2 * (begin + int(ring_lengths[i]))]
-        if abs(walk - limits.max_raster_work) <= 1e-6 * max(limits.max_raster_work, 1):
+        ring_flat = flat_all[2 * begin : 2 * (begin + length)]
+        if abs(walk - limit) <= 1e-6 * max(limit, 1):
             walk = ring_walk(ring_flat)  # at the limit: summed as the per-shape path sums
-        if walk > limits.max_raster_work:
-            out[i] = PixelPolygon(
-                int(clipped[i]),
-                error=TooLargeError(
-                    "shape_too_complex",
-                    f"the outline walks {walk:.0f} pixels, limit {limits.max_raster_work} "
-                    "(GTCOCO_MAX_RASTER_WORK)",
-                    pointer_join(pointers[i], "points"),
-                ),
-            )
+        if walk > limit:
+            out[i] = PixelPolygon(moved, error=TooLargeError(
+                "shape_too_complex",
+                f"the outline walks {walk:.0f} pixels, limit {limit} (GTCOCO_MAX_RASTER_WORK)",
+                pointer_join(pointers[i], "points")))
             continue
         flats[i] = ring_flat
+        arrays[i] = ring_xy[begin : begin + length].ravel()
         rings.setdefault(sizes[i], []).append(i)
     box_list = boxes.tolist()
     for (w, h), members in rings.items():
         for chunk in range(0, len(members), AREA_BATCH):
             part = members[chunk : chunk + AREA_BATCH]
-            areas = mask_utils.area(mask_utils.frPyObjects([flats[i] for i in part], h, w))
+            areas = mask_utils.area(mask_utils.frPyObjects([arrays[i] for i in part], h, w))
             for i, area in zip(part, areas.tolist(), strict=True):
                 if area <= 0:
                     out[i] = PixelPolygon(

@@ -22,7 +22,7 @@ import numpy as np
 from shared.config import Limits
 from shared.errors import ConversionError, pointer_join
 from shared.geometry import natural_key, natural_ranks, walk_rings
-from shared.gtstudio.records import Note, Shape
+from shared.gtstudio.records import Note, Shape, shape_from
 from shared.gtstudio.shapes import (
     COORD_MAX,
     COORD_MIN,
@@ -57,6 +57,28 @@ def parse_polygons(items: Sequence[Any], pointer: str, limits: Limits) -> list[S
         ]
 
 
+@functools.lru_cache(maxsize=4096)  # real exports name points p1..pN: few layouts repeat
+def _documented_ring(names: tuple[str, ...]) -> tuple[list[list[str]], np.ndarray | None] | None:
+    """The documented polygon layout for these point names (dict order): the edges, in the
+    natural order of their names, `[q0, q1], [q1, q2], ..., [qN-1, q0]` for the points in
+    natural order q; and where those points are (None: the dict order is already that).
+
+    Edges equal to these are one ring, walked from q0 (the naturally first point, the
+    first of equal keys) towards q1 (its first edge's other end), so the drawing order is
+    q: exactly what `ring_from_edges` finds, without walking.
+    """
+    if len(names) < 3:
+        return None
+    positions = sorted(range(len(names)), key=lambda j: natural_key(names[j]))
+    ring = [names[j] for j in positions]
+    edges = [[a, b] for a, b in zip(ring, ring[1:] + ring[:1], strict=True)]
+    if positions == list(range(len(names))):
+        return edges, None
+    found = np.array(positions, dtype=np.int64)
+    found.flags.writeable = False
+    return edges, found
+
+
 class _Codes(dict[Any, int]):
     """Name -> small integer; -1 for a name no point has (a broken edge, an int name)."""
 
@@ -72,6 +94,7 @@ def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
     names: list[str] = []  # every polygon's point names, in document order
     edge_counts: list[int] = []  # 0: no edges object (the per-shape code reads the rest)
     pairs: list[Any] = []
+    documented: dict[int, np.ndarray | None] = {}  # polygon: positions in walk order
     for i, item in enumerate(items):
         # pointer_join without escaping: an index needs none.
         found, notes = shape_fields("polygon", item, f"{pointer}/{i}", limits)
@@ -83,13 +106,19 @@ def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
             ys.extend(map(_Y, raw.values()))
         except (TypeError, KeyError) as exc:
             raise _GiveBack from exc
-        names.extend(raw)
-        sizes.append(len(raw))
+        own = tuple(raw)
+        names.extend(own)
+        sizes.append(len(own))
         edges = item.get("edges")
         if type(edges) is dict:
-            before = len(pairs)
-            pairs.extend(map(edges.__getitem__, _natural_order(tuple(edges))))
-            edge_counts.append(len(pairs) - before)
+            in_order = list(map(edges.__getitem__, _natural_order(tuple(edges))))
+            layout = _documented_ring(own)
+            if layout is not None and in_order == layout[0]:  # compares the pairs whole
+                documented[i] = layout[1]
+                edge_counts.append(0)
+            else:
+                pairs.extend(in_order)
+                edge_counts.append(len(in_order))
         else:
             edge_counts.append(0)
         fields.append((found, notes, item))
@@ -106,6 +135,10 @@ def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
     walked, permutation = _rings(
         size_array, starts, names, pairs, np.array(edge_counts, dtype=np.int64)
     )
+    for k, positions in documented.items():
+        walked[k] = True
+        if positions is not None:
+            permutation[starts[k] : starts[k] + sizes[k]] = positions + starts[k]
     for k in np.flatnonzero(~walked).tolist():  # not a clean ring, or alone: per shape
         found, notes, item = fields[k]
         own = names[starts[k] : starts[k] + sizes[k]]
@@ -115,20 +148,20 @@ def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
         permutation[starts[k] : starts[k] + sizes[k]] = (
             np.fromiter(map(index.__getitem__, order), dtype=np.int64, count=len(order)) + starts[k]
         )
-    ordered = points[permutation]
+    moved = permutation != np.arange(permutation.size)
+    if moved.any():
+        ordered = points[permutation]
+        ordered_names = list(map(names.__getitem__, permutation.tolist()))
+    else:  # the usual case: every polygon's points are in the dict in drawing order
+        ordered, ordered_names = points, names
     ordered.flags.writeable = False
-    ordered_names = list(map(names.__getitem__, permutation.tolist()))
     shapes, at = [], 0
     for (found, notes, _), size in zip(fields, sizes, strict=True):
         end = at + size
-        shapes.append(
-            Shape(
-                coords=ordered[at:end],
-                point_names=tuple(ordered_names[at:end]),
-                notes=tuple(notes),
-                **found,
-            )
-        )
+        found["coords"] = ordered[at:end]
+        found["point_names"] = tuple(ordered_names[at:end])
+        found["notes"] = tuple(notes)
+        shapes.append(shape_from(found))
         at = end
     return shapes
 

@@ -3,6 +3,7 @@ scalar fields every part of an export shares (sizes, URLs, ids)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -76,13 +77,22 @@ def kept_value(key: str, value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool)) or value is None else None
 
 
-def kept_and_unknown(item: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    kept = {KEPT_KEYS[k]: kept_value(k, v) for k, v in item.items() if k in KEPT_KEYS}
+@functools.lru_cache(maxsize=1024)  # every annotation of a list has the same few keys
+def _key_plan(keys: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(kept keys present, unknown keys sorted) of an annotation with these keys."""
+    kept = tuple(k for k in keys if k in KEPT_KEYS)
     unknown = tuple(
-        sorted(
-            k for k in item if k not in SHAPE_KEYS and k not in KEPT_KEYS and k not in IGNORED_KEYS
-        )
+        sorted(k for k in keys if k not in SHAPE_KEYS and k not in KEPT_KEYS
+               and k not in IGNORED_KEYS)
     )
+    return kept, unknown
+
+
+def kept_and_unknown(item: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    kept_keys, unknown = _key_plan(tuple(item))
+    if not kept_keys:
+        return {}, unknown
+    kept = {KEPT_KEYS[k]: kept_value(k, item[k]) for k in kept_keys}
     return {k: v for k, v in kept.items() if v is not None}, unknown
 
 

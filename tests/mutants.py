@@ -115,6 +115,11 @@ MUTANTS = [Mutant(*m) for m in [
  ("shards: a shard in progress elsewhere answered done", "shared/app/pipeline.py", "                raise TransientError(f\"{exc}; this delivery is retried later\") from exc", "                return Outcome(\"duplicate\", key, str(exc))"),
  ("shards: a shard out of the plan accepted", "shared/app/pipeline.py", "        if ranges is None or not 0 <= index < len(ranges):", "        if ranges is None:"),
  ("cli: --out file accepted", "shared/app/cli.py", "Path(args.out).exists() and not Path(args.out).is_dir():", "False:"),
+ # SPEC §6 on the array path: coordinates checked in bulk, the same first error
+ ("arrays: coordinate range not checked in bulk", "shared/gtstudio/arrays.py", "    if not bool(np.all((points >= COORD_MIN) & (points <= COORD_MAX))):  # NaN fails too", "    if False:"),
+ ("arrays: coordinate types not checked in bulk", "shared/gtstudio/arrays.py", "    if not {*map(type, xs), *map(type, ys)} <= _NUMBERS or {*map(type, names)} - {str}:", "    if False:"),
+ ("shapes: a long integer coordinate overflows", "shared/gtstudio/shapes.py", "        if isinstance(value, float) and not math.isfinite(value):  # an int is finite", "        if not math.isfinite(value):"),
+ ("polygons: a ring too complex is not refused in bulk", "shared/coco/polygons.py", "        if walk > limit:", "        if False:"),
 ]]
 
 

@@ -44,6 +44,11 @@ def pixel_polygons(
     if not count:
         return []
     lengths = np.fromiter(map(len, coords), dtype=np.int64, count=count)
+    if not lengths.any():
+        return [
+            PixelPolygon(0, reason="too_few_points", detail="0 distinct point(s) after clipping")
+            for _ in range(count)
+        ]
     points = np.concatenate(coords) if count else np.zeros((0, 2))
     owner = np.repeat(np.arange(count), lengths)
     frame = np.array(sizes, dtype=np.float64).reshape(-1, 2)
@@ -66,7 +71,9 @@ def pixel_polygons(
         last[present] = np.maximum.reduceat(np.where(keep, index, -1), starts[present])
     kept_count = np.bincount(owner[keep], minlength=count)
     closing = (kept_count > 1) & (last >= 0)
-    closing &= (x[np.maximum(last, 0)] == x[starts]) & (y[np.maximum(last, 0)] == y[starts])
+    head = np.minimum(starts, points.shape[0] - 1)
+    tail = np.maximum(last, 0)
+    closing &= (x[tail] == x[head]) & (y[tail] == y[head])
     keep[last[closing]] = False
     ring = np.flatnonzero(keep)
     ring_owner = owner[ring]
@@ -92,30 +99,43 @@ def pixel_polygons(
     if filled.any():
         at = ring_starts[filled]
         lo_x, lo_y = np.minimum.reduceat(rx, at), np.minimum.reduceat(ry, at)
-        boxes[filled] = np.stack([lo_x, lo_y, np.maximum.reduceat(rx, at) - lo_x,
-                                  np.maximum.reduceat(ry, at) - lo_y], axis=1)
+        boxes[filled] = np.stack(
+            [lo_x, lo_y, np.maximum.reduceat(rx, at) - lo_x, np.maximum.reduceat(ry, at) - lo_y],
+            axis=1,
+        )
     boxes = round_coords(boxes)
     out: list[PixelPolygon | None] = [None] * count
     rings: dict[tuple[int, int], list[int]] = {}
     flats: list[list[float]] = [[] for _ in range(count)]
     arrays: list[np.ndarray | None] = [None] * count  # what pycocotools reads: no copy
     limit = limits.max_raster_work
-    for i, (n, walk, begin, length, moved) in enumerate(zip(
-        distinct.tolist(), steps.tolist(), ring_starts.tolist(), ring_lengths.tolist(),
-        clipped.tolist(), strict=True,
-    )):
+    for i, (n, walk, begin, length, moved) in enumerate(
+        zip(
+            distinct.tolist(),
+            steps.tolist(),
+            ring_starts.tolist(),
+            ring_lengths.tolist(),
+            clipped.tolist(),
+            strict=True,
+        )
+    ):
         if n < 3:
-            out[i] = PixelPolygon(moved, reason="too_few_points",
-                                  detail=f"{n} distinct point(s) after clipping")
+            out[i] = PixelPolygon(
+                moved, reason="too_few_points", detail=f"{n} distinct point(s) after clipping"
+            )
             continue
         ring_flat = flat_all[2 * begin : 2 * (begin + length)]
         if abs(walk - limit) <= 1e-6 * max(limit, 1):
             walk = ring_walk(ring_flat)  # at the limit: summed as the per-shape path sums
         if walk > limit:
-            out[i] = PixelPolygon(moved, error=TooLargeError(
-                "shape_too_complex",
-                f"the outline walks {walk:.0f} pixels, limit {limit} (GTCOCO_MAX_RASTER_WORK)",
-                pointer_join(pointers[i], "points")))
+            out[i] = PixelPolygon(
+                moved,
+                error=TooLargeError(
+                    "shape_too_complex",
+                    f"the outline walks {walk:.0f} pixels, limit {limit} (GTCOCO_MAX_RASTER_WORK)",
+                    pointer_join(pointers[i], "points"),
+                ),
+            )
             continue
         flats[i] = ring_flat
         arrays[i] = ring_xy[begin : begin + length].ravel()

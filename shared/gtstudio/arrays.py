@@ -141,10 +141,10 @@ def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
             permutation[starts[k] : starts[k] + sizes[k]] = positions + starts[k]
     for k in np.flatnonzero(~walked).tolist():  # not a clean ring, or alone: per shape
         found, notes, item = fields[k]
-        own = names[starts[k] : starts[k] + sizes[k]]
+        members = names[starts[k] : starts[k] + sizes[k]]
         edges = edge_list(item.get("edges"), pointer_join(found["pointer"], "edges"), notes)
-        index = {n: j for j, n in enumerate(own)}
-        order = polygon_order(own, edges, item, found["pointer"], notes)
+        index = {n: j for j, n in enumerate(members)}
+        order = polygon_order(members, edges, item, found["pointer"], notes)
         permutation[starts[k] : starts[k] + sizes[k]] = (
             np.fromiter(map(index.__getitem__, order), dtype=np.int64, count=len(order)) + starts[k]
         )

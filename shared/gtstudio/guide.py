@@ -54,11 +54,15 @@ def _is_int(value: Any) -> bool:
 
 
 def _number_list(value: Any) -> list[float] | None:
-    if isinstance(value, list) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
+    if not isinstance(value, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
     ):
-        return [float(v) for v in value]
-    return None
+        return None
+    try:
+        numbers = [float(v) for v in value]
+    except OverflowError:  # an int past a float's range: JSON allows it, no image does
+        return None
+    return numbers if all(math.isfinite(v) for v in numbers) else None
 
 
 def parse_guide_coco(doc: Mapping[str, Any], pointer: str, limits: Limits) -> Job:

@@ -65,9 +65,7 @@ class Shape:
         return tuple((x, y) for x, y in self.coords.tolist())
 
 
-_SHAPE_DEFAULTS = {
-    f.name: f.default for f in fields(Shape) if f.default is not MISSING
-}
+_SHAPE_DEFAULTS = {f.name: f.default for f in fields(Shape) if f.default is not MISSING}
 
 
 def shape_from(values: dict[str, Any]) -> Shape:

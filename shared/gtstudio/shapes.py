@@ -82,8 +82,9 @@ def _key_plan(keys: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(kept keys present, unknown keys sorted) of an annotation with these keys."""
     kept = tuple(k for k in keys if k in KEPT_KEYS)
     unknown = tuple(
-        sorted(k for k in keys if k not in SHAPE_KEYS and k not in KEPT_KEYS
-               and k not in IGNORED_KEYS)
+        sorted(
+            k for k in keys if k not in SHAPE_KEYS and k not in KEPT_KEYS and k not in IGNORED_KEYS
+        )
     )
     return kept, unknown
 
@@ -112,7 +113,12 @@ def dimension(doc: Mapping[str, Any], key: str, pointer: str) -> int | None:
     value = doc.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    # An int is finite however long (math.isfinite would overflow on one past a float).
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise ConversionError(
             "invalid_type", f"{key} must be a positive integer", pointer_join(pointer, key)
         )
@@ -332,7 +338,7 @@ def _coordinate(spec: Any, pointer: str, name: str | None = None) -> tuple[float
         axis_ptr = pointer_join(ptr, axis)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConversionError("invalid_coordinate", f"{axis} must be a number", axis_ptr)
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):  # an int is finite
             raise ConversionError("invalid_coordinate", f"{axis} is {value}", axis_ptr)
         if not COORD_MIN <= value <= COORD_MAX:
             raise ConversionError(

@@ -62,6 +62,19 @@ CASES = [
      "coord_inf", "invalid_coordinate", R0 + "/coordinates/0/x"),
     ("coord_huge.json", json.dumps(rect([{"x": 1e308, "y": 0}])).encode(), "coord_huge",
      "coordinate_out_of_range", R0 + "/coordinates/0/x"),
+    # An integer past a float's range (JSON allows it; math.isfinite would overflow on it).
+    ("coord_long_int.json", json.dumps(rect([{"x": 0, "y": 0}, {"x": 10**400, "y": 0}])).encode(),
+     "coord_long_int", "coordinate_out_of_range", R0 + "/coordinates/1/x"),
+    ("polygon_long_int.json", json.dumps({"image_url": "u", "width": 9, "height": 9,
+                                          "maker_response": {"polygons": {"data": [{
+                                              "label": "p", "points": {
+                                                  "p1": {"x": 0.1, "y": 0.1},
+                                                  "p2": {"x": 0.5, "y": -(10**400)},
+                                                  "p3": {"x": 0.5, "y": 0.5}}}]}}}).encode(),
+     "polygon_long_int", "coordinate_out_of_range", "/maker_response/polygons/data/0/points/p2/y"),
+    ("width_long_int.json", json.dumps({"image_url": "u", "width": 10**400, "height": 9,
+                                        "maker_response": {}}).encode(), "width_long_int",
+     "invalid_dimension", "/width"),
     ("coord_null.json", json.dumps(rect([None])).encode(), "coord_null", "invalid_type",
      R0 + "/coordinates/0"),
     ("many_points.json", json.dumps({"image_url": "u", "width": 9, "height": 9,

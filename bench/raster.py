@@ -35,6 +35,7 @@ from shared.coco.builder import CocoBuilder, ImageSize
 from shared.config import Options
 from shared.gtstudio.legend import LegendEntry, parse_legend
 from shared.gtstudio.records import Job
+from shared.raster.pngread import pyspng
 from shared.raster.pngwrite import encode_bitmask, encode_gray
 from shared.raster.regions import add_regions, decode_mask
 from tests.masks import encode_png, legend_for, paint, palette
@@ -95,9 +96,17 @@ def decoded_outputs(files: dict[str, bytes]) -> Outputs:
     return Outputs(images, rows)
 
 
+def floor_decode(data: bytes) -> None:
+    """The fastest decode available here: libspng's own output, no conversion after it."""
+    if pyspng is not None:
+        pyspng.load(data)
+    else:
+        cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
 def floor_index(data: bytes, outputs: Outputs) -> None:
     """Decode the mask, encode the two full-frame index masks (same writer, settings)."""
-    cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    floor_decode(data)
     for image in outputs.index_images:
         encode_gray(image)
 

@@ -8,7 +8,7 @@ writing its 1-bit PNG.  No per-colour full-frame scan or copy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -26,21 +26,24 @@ from shared.gtstudio.records import Note
 from shared.jsonio import dump_json
 from shared.raster.imagesize import size_from_header
 from shared.raster.outlines import outline_polygons, traced_outlines
+from shared.raster.pngread import decode_png
 from shared.raster.pngwrite import encode_bitmask, encode_index_mask
 from shared.raster.runs import (
     Regions,
     RowRuns,
     column_runs,
     euler_numbers,
+    ranges,
     region_summary,
     rle_strings,
-    row_bands,
     row_runs,
 )
 
 UNLABELED = 1 << 24  # packed value of a transparent pixel: outside every colour
 MIN_POLYGON_IOU = 0.95
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Pixels per band of the decode's pass: its scratch (4 bytes a pixel) stays in cache.
+_PASS_PIXELS = 1 << 17
 
 
 @dataclass
@@ -76,7 +79,7 @@ def decode_mask(data: bytes, max_pixels: int, pointer: str = "") -> Mask:
             f"mask is {size[0]}x{size[1]} = {size[0] * size[1]} pixels, limit {max_pixels}",
             pointer,
         )
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    image, rgb_order = decode_png(data)
     if image is None:
         raise ConversionError("invalid_mask", "the mask PNG does not decode", pointer)
     if image.dtype == np.uint16:
@@ -87,16 +90,30 @@ def decode_mask(data: bytes, max_pixels: int, pointer: str = "") -> Mask:
         grey, alpha = image[..., 0], image[..., 1]
         image = cv2.merge([grey, grey, grey, alpha])
     elif image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2BGRA)
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGRA if rgb_order else cv2.COLOR_BGR2BGRA)
+        rgb_order = False
     image = np.ascontiguousarray(image)
     # Little-endian BGRA bytes read as uint32 are 0xAARRGGBB: no per-channel arithmetic.
     height, width = int(image.shape[0]), int(image.shape[1])
     packed = image.view(np.uint32).reshape(height, width)
-    for r0, r1 in row_bands(height, width):
-        band = packed[r0:r1]
-        transparent = band < (1 << 24)
-        band &= 0xFFFFFF
-        band[transparent] = UNLABELED
+    step = max(1, _PASS_PIXELS // max(width, 1))
+    scratch = np.empty((min(step, height), width), dtype=np.uint32)
+    transparent = np.empty(scratch.shape, dtype=bool)
+    for r0 in range(0, height, step):
+        band = packed[r0 : r0 + step]
+        rows = band.shape[0]
+        if rgb_order:  # RGBA from libspng: swapped to BGRA into the scratch, in bands
+            cv2.cvtColor(
+                band.view(np.uint8).reshape(rows, width, 4),
+                cv2.COLOR_RGBA2BGRA,
+                dst=scratch[:rows].view(np.uint8).reshape(rows, width, 4),
+            )
+            source = scratch[:rows]
+        else:
+            source = band
+        np.less(source, 1 << 24, out=transparent[:rows])
+        np.bitwise_and(source, 0xFFFFFF, out=band)
+        np.copyto(band, UNLABELED, where=transparent[:rows])
     return Mask(packed)
 
 
@@ -208,7 +225,7 @@ def add_regions(
         # The column-run pass queues behind the index masks; if the helper has not
         # reached it by the time the colour PNGs are written, this thread takes it back.
         rle_job = pool.submit(exact_rles, mask.packed, colors)
-        color_pngs = _color_pngs(mask.packed, present) if files else {}
+        color_pngs = _color_pngs(runs, present, width, height) if files else {}
         counts = exact_rles(mask.packed, colors) if rle_job.cancel() else rle_job.result()
         _finish_exact(exact_needed, counts, [height, width], ious, kinds)
         semantic_png, instances_png = index_pngs.result()
@@ -270,26 +287,74 @@ def add_regions(
     return RasterResult(out if files else {}, stats)
 
 
-def _color_pngs(packed: npt.NDArray[np.uint32], present: list[_Present]) -> dict[str, bytes]:
-    """Each colour's full-size 1-bit PNG, from its box alone."""
-    height, width = packed.shape
-    row_bytes = (width + 7) // 8 + 1  # filter byte + packed pixels
+def _color_pngs(
+    runs: RowRuns, present: list[_Present], width: int, height: int
+) -> dict[str, bytes]:
+    """Each colour's full-size 1-bit PNG.  The scanlines of every colour's box rows are
+    set from its row runs, colours batched into one reused buffer: the Python work per
+    colour is the encode call alone."""
     out = {}
-    for p in present:
-        x0, y0, x1, y1 = p.box
-        # Whole bytes: packbits output drops into the rows.  Pixels right of the box are
-        # other colours, so widening it to a multiple of 8 lets one flat packbits pack
-        # every row (faster than packing along an axis).
-        left, right = x0 & ~7, min(width, (x1 + 7) & ~7)
-        inside = packed[y0:y1, left:right] == p.entry.rgb
-        if (right - left) % 8:  # the box ends at a frame edge that is not byte-aligned
-            bits = np.packbits(inside, axis=1)
-        else:
-            bits = np.packbits(inside).reshape(y1 - y0, -1)
-        rows = np.zeros((y1 - y0, row_bytes), dtype=np.uint8)
-        rows[:, 1 + left // 8 : 1 + left // 8 + bits.shape[1]] = bits
+    for p, rows, y0 in color_scanlines(runs, present, width):
         out[f"masks/colors/{p.entry.hex}.png"] = encode_bitmask(rows, y0, width, height)
     return out
+
+
+# Bytes of scanlines set per batch of colours: the buffer is reused, so it stays in cache
+# and its pages are faulted in once.
+_SCANLINE_BATCH = 1 << 20
+
+
+def color_scanlines(
+    runs: RowRuns, present: list[_Present], width: int
+) -> Iterator[tuple[_Present, npt.NDArray[np.uint8], int]]:
+    """(region, PNG scanlines of its box rows as flat bytes, first row) for each region:
+    a 0 filter byte, then the row's pixels packed MSB first (1 where the colour is)."""
+    if not present:
+        return
+    row_bytes = (width + 7) // 8 + 1
+    spans, per = runs.of_colors(np.array([p.index for p in present], dtype=np.intp))
+    first_run = np.r_[0, np.cumsum(per)]
+    tops = np.array([p.box[1] for p in present], dtype=np.intp)
+    heights = np.array([p.box[3] - p.box[1] for p in present], dtype=np.intp)
+    offsets = np.r_[0, np.cumsum(heights)] * row_bytes  # of each colour's rows, all batched
+    # Each run's first byte in the batched rows, then its first and last pixel bytes.
+    owner = np.repeat(np.arange(len(present)), per)
+    line = offsets[owner] + (spans.row - tops[owner]) * row_bytes + 1
+    first, last = spans.x0 >> 3, (spans.x1 - 1) >> 3
+    head = (0xFF >> (spans.x0 & 7)).astype(np.uint8)
+    tail = ((0xFF << (7 - ((spans.x1 - 1) & 7))) & 0xFF).astype(np.uint8)
+    one = first == last
+    buffer = np.zeros(max(_SCANLINE_BATCH, int(heights.max()) * row_bytes), dtype=np.uint8)
+    # Plain ints for the per-colour loop: numpy scalars cost a conversion on every use.
+    starts_of, tops_of = offsets.tolist(), tops.tolist()
+    lengths_of = (heights * row_bytes).tolist()
+    done = 0
+    while done < len(present):
+        # The next colours whose rows fit in the buffer (at least one).
+        end = int(np.searchsorted(offsets, offsets[done] + buffer.size, side="right")) - 1
+        end = max(end, done + 1)
+        base = int(offsets[done])
+        size = int(offsets[end]) - base
+        buffer[:size] = 0
+        r0, r1 = int(first_run[done]), int(first_run[end])
+        at = line[r0:r1] - base
+        f, la, single = first[r0:r1], last[r0:r1], one[r0:r1]
+        # Bytes a run covers only in part: one byte, or its first and last.  Two runs of
+        # the colour may share such a byte: OR them together.
+        where = np.concatenate([(at + f)[single], (at + f)[~single], (at + la)[~single]])
+        bits = np.concatenate(
+            [(head[r0:r1] & tail[r0:r1])[single], head[r0:r1][~single], tail[r0:r1][~single]]
+        )
+        order = np.argsort(where, kind="stable")
+        where, bits = where[order], bits[order]
+        starts = np.flatnonzero(np.r_[True, where[1:] != where[:-1]])
+        buffer[where[starts]] = np.bitwise_or.reduceat(bits, starts)
+        middle = np.maximum(la - f - 1, 0)
+        buffer[ranges(at + f + 1, middle)] = 0xFF
+        for k in range(done, end):
+            lo = starts_of[k] - base
+            yield present[k], buffer[lo : lo + lengths_of[k]], tops_of[k]
+        done = end
 
 
 def _outline_regions(

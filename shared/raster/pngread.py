@@ -22,7 +22,8 @@ try:
 except ImportError:  # no wheel for this platform: OpenCV decodes everything
     pyspng = None
 
-DECODER = "libspng (pyspng)" if pyspng is not None else "OpenCV (libpng)"
+SPNG = pyspng is not None
+DECODER = "libspng (pyspng)" if SPNG else "OpenCV (libpng)"
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _RGB, _RGBA = 2, 6  # IHDR colour types
 

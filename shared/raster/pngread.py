@@ -25,12 +25,16 @@ except ImportError:  # no wheel for this platform: OpenCV decodes everything
 SPNG = pyspng is not None
 DECODER = "libspng (pyspng)" if SPNG else "OpenCV (libpng)"
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _RGB, _RGBA = 2, 6  # IHDR colour types
 
 
 def spng_decodes(data: bytes) -> bool:
-    """Whether libspng takes this PNG: 8-bit RGB or RGBA, not interlaced, no tRNS."""
-    if pyspng is None or len(data) < 33 or not data.startswith(_SIGNATURE):
+    """Whether libspng takes this PNG: 8-bit RGB or RGBA, not interlaced, no tRNS, ending
+    with its IEND chunk (a cut file is OpenCV's to refuse, as it always was)."""
+    if pyspng is None or len(data) < 45 or not data.startswith(_SIGNATURE):
+        return False
+    if not data.endswith(_IEND):
         return False
     if data[12:16] != b"IHDR" or data[24] != 8 or data[25] not in (_RGB, _RGBA) or data[28]:
         return False

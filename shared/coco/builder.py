@@ -110,6 +110,10 @@ RESERVED_ATTRIBUTE_NAMES = frozenset(
 def split_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """`attributes` plus, for names a reader reserves (or that start with `_`, which
     document stores reserve), `reserved_attributes`."""
+    if RESERVED_ATTRIBUTE_NAMES.isdisjoint(attributes) and not any(
+        name.startswith("_") for name in attributes
+    ):
+        return {"attributes": dict(attributes)}
     kept = {k: v for k, v in attributes.items() if not _reserved(k)}
     out: dict[str, Any] = {"attributes": kept}
     moved = {k: v for k, v in attributes.items() if _reserved(k)}
@@ -301,18 +305,21 @@ class CocoBuilder:
         self.annotations.append(ann)
         return ann
 
+    _HANDLERS = {
+        "rectangle": "_rectangle",
+        "polygon": "_polygon",
+        "landmark": "_landmark",
+        "line": "_extra",
+        "cuboid": "_extra",
+    }
+    _INPUT_COUNTS = {kind: f"input_{kind}s" for kind in _HANDLERS}
+
     def add_shape(self, shape: Shape) -> None:
-        self.counts[f"input_{shape.kind}s"] += 1
-        self.ignored_keys.update(shape.unknown_keys)
+        self.counts[self._INPUT_COUNTS[shape.kind]] += 1
+        if shape.unknown_keys:  # Counter.update runs in Python even on nothing
+            self.ignored_keys.update(shape.unknown_keys)
         self.notes.extend(shape.notes)
-        handler = {
-            "rectangle": self._rectangle,
-            "polygon": self._polygon,
-            "landmark": self._landmark,
-            "line": self._extra,
-            "cuboid": self._extra,
-        }[shape.kind]
-        handler(shape)
+        getattr(self, self._HANDLERS[shape.kind])(shape)
 
     def _common(self, shape: Shape) -> dict[str, Any]:
         out: dict[str, Any] = {

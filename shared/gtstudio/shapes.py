@@ -165,9 +165,7 @@ def shape_fields(
             pointer_join(pointer, "label"),
         )
     gt_id = str_or_none(item.get("_id", item.get("id")))
-    attributes, attr_note = normalise_attributes(
-        item.get("attributes"), pointer_join(pointer, "attributes")
-    )
+    attributes, attr_note = normalise_attributes(item.get("attributes"), pointer, "attributes")
     extra, unknown = kept_and_unknown(item)
     fields = {
         "kind": kind,
@@ -284,8 +282,9 @@ def _visibility(spec: Mapping[str, Any]) -> int:
     return 2
 
 
-def normalise_attributes(raw: Any, pointer: str) -> tuple[dict[str, Any], Note | None]:
-    """`{name: {"value": v}}`, `{name: v}`, `[{name, value}]`, `[]`, null -> `{name: v}`."""
+def normalise_attributes(raw: Any, pointer: str, *below: str) -> tuple[dict[str, Any], Note | None]:
+    """`{name: {"value": v}}`, `{name: v}`, `[{name, value}]`, `[]`, null -> `{name: v}`.
+    The note's pointer is `pointer` joined with `below` (built only for a note)."""
     if raw is None or raw == [] or raw == {}:
         return {}, None
     if isinstance(raw, dict):
@@ -298,7 +297,7 @@ def normalise_attributes(raw: Any, pointer: str) -> tuple[dict[str, Any], Note |
     return {"value": _clean(raw)}, Note(
         "repaired",
         "attributes_bare_value",
-        pointer,
+        pointer_join(pointer, *below),
         "attributes were not an object; kept under 'value'",
     )
 

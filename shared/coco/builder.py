@@ -419,7 +419,7 @@ class CocoBuilder:
         # order, without the two intermediate dicts (thousands of polygons a job).
         cid = self.ids[shape.label]
         self.used[shape.label] = cid
-        ann = {
+        ann: dict[str, Any] = {
             "id": len(self.annotations) + 1,
             "image_id": 1 if shape.frame is None else self._image_id(shape),
             "category_id": cid,

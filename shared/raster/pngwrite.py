@@ -142,7 +142,9 @@ def encode_index_mask(
     before[raster.x0 == 0] = 0  # a row's first pixel is stored as it is
     delta = value - before
     at = raster.row * row_bytes + 1 + depth * raster.x0
-    bands = row_bands(height, width)
+    # 1 M pixels a band, not 4: the band's scanlines were the conversion's peak once the
+    # decode stopped leaving a freed buffer behind (measured: 2.73x -> 2.34x RGBA, 20 colours).
+    bands = row_bands(height, width, 1 << 20)
     cuts = np.searchsorted(raster.row, [r0 for r0, _ in bands] + [height]).tolist()
 
     def scanlines() -> Iterator[npt.NDArray[np.uint8]]:

@@ -66,11 +66,11 @@ class Regions:
     row_convex: npt.NDArray[np.bool_]
 
 
-def row_bands(height: int, width: int) -> list[tuple[int, int]]:
-    """Row ranges of about 4 MB of pixels: whole-image passes in bands reuse one small
-    scratch buffer instead of touching fresh full-frame ones (page faults cost more than
-    the comparisons at 64 MP)."""
-    step = max(1, (1 << 22) // max(width, 1))
+def row_bands(height: int, width: int, pixels: int = 1 << 22) -> list[tuple[int, int]]:
+    """Row ranges of about `pixels` pixels (4 M): whole-image passes in bands reuse one
+    small scratch buffer instead of touching fresh full-frame ones (page faults cost more
+    than the comparisons at 64 MP)."""
+    step = max(1, pixels // max(width, 1))
     return [(r, min(height, r + step)) for r in range(0, height, step)]
 
 

@@ -111,7 +111,9 @@ RESERVED_ATTRIBUTE_NAMES = frozenset(
 def split_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """`attributes` plus, for names a reader reserves (or that start with `_`, which
     document stores reserve), `reserved_attributes`."""
-    if not attributes or _no_reserved(tuple(attributes)):
+    names = tuple(attributes)
+    # Only short name sets are cached (an entry holds its key).
+    if not names or (_no_reserved(names) if len(names) <= 64 else _no_reserved.__wrapped__(names)):
         return {"attributes": dict(attributes)}
     kept = {k: v for k, v in attributes.items() if not _reserved(k)}
     out: dict[str, Any] = {"attributes": kept}

@@ -90,7 +90,10 @@ def _key_plan(keys: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def kept_and_unknown(item: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    kept_keys, unknown = _key_plan(tuple(item))
+    keys = tuple(item)
+    # Only short key sets are cached: an entry holds its key, and an annotation may carry
+    # thousands of junk keys.
+    kept_keys, unknown = _key_plan(keys) if len(keys) <= 64 else _key_plan.__wrapped__(keys)
     if not kept_keys:
         return {}, unknown
     kept = {KEPT_KEYS[k]: kept_value(k, item[k]) for k in kept_keys}

@@ -149,6 +149,9 @@ def test_other_item_forms_match_the_reference() -> None:
         [{**ring_item(5, rnd), "color": "rgb(1,2,3)", "keyFrame": True, "surprise": 1}],
         [{**ring_item(5, rnd), "attributes": "bare"}],
         [ring_item(3, rnd, coordinate={"x": 2, "y": -1})],  # ints at the range's ends
+        # Longer than the name tuples the caches keep: the same answers, uncached.
+        [ring_item(arrays.CACHED_NAMES + 36, rnd),
+         ring_item(arrays.CACHED_NAMES + 1, rnd, shuffle_points=True, shuffle_edges=True)],
     ]
     for items in cases:
         same(fast(items), reference(items))
@@ -181,7 +184,7 @@ def _ring_inputs(items: list[dict[str, Any]]) -> tuple[Any, ...]:
     return size_array, starts, names, pairs, np.array(counts)
 
 
-@pytest.mark.parametrize("n", [3, 4, 24])
+@pytest.mark.parametrize("n", [3, 4, 24, arrays.CACHED_NAMES + 1])
 def test_the_documented_layout_is_what_the_walk_finds(n: int) -> None:
     names = tuple(f"p{k}" for k in random.Random(n).sample(range(1, n + 1), n))
     layout = arrays._documented_ring(names)

@@ -6,7 +6,6 @@ COCO evaluation computes for the segmentation.
 
 from __future__ import annotations
 
-import functools
 import math
 import posixpath
 from collections import Counter
@@ -24,6 +23,7 @@ from shared.config import Limits, Options
 from shared.errors import TooLargeError, pointer_join
 from shared.geometry import bbox_of, clip_point, round_coord
 from shared.gtstudio.records import Frame, Job, Note, Shape
+from shared.memo import short_key_cache
 
 Pixel = tuple[float, float]
 
@@ -111,9 +111,7 @@ RESERVED_ATTRIBUTE_NAMES = frozenset(
 def split_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """`attributes` plus, for names a reader reserves (or that start with `_`, which
     document stores reserve), `reserved_attributes`."""
-    names = tuple(attributes)
-    # Only short name sets are cached (an entry holds its key).
-    if not names or (_no_reserved(names) if len(names) <= 64 else _no_reserved.__wrapped__(names)):
+    if not attributes or _no_reserved(tuple(attributes)):
         return {"attributes": dict(attributes)}
     kept = {k: v for k, v in attributes.items() if not _reserved(k)}
     out: dict[str, Any] = {"attributes": kept}
@@ -123,7 +121,7 @@ def split_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-@functools.lru_cache(maxsize=1024)  # every annotation of a job has the same few names
+@short_key_cache(maxsize=1024)  # every annotation of a job has the same few names
 def _no_reserved(names: tuple[str, ...]) -> bool:
     return not any(_reserved(name) for name in names)
 

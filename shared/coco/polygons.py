@@ -49,7 +49,7 @@ def pixel_polygons(
             PixelPolygon(0, reason="too_few_points", detail="0 distinct point(s) after clipping")
             for _ in range(count)
         ]
-    points = np.concatenate(coords) if count else np.zeros((0, 2))
+    points = np.concatenate(coords)
     owner = np.repeat(np.arange(count), lengths)
     frame = np.array(sizes, dtype=np.float64).reshape(-1, 2)
     width, height = frame[owner, 0], frame[owner, 1]

@@ -12,7 +12,6 @@ in real exports) is ordered by the per-shape code, which writes the notes.
 
 from __future__ import annotations
 
-import functools
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +30,7 @@ from shared.gtstudio.shapes import (
     polygon_order,
     shape_fields,
 )
+from shared.memo import short_key_cache
 
 _X, _Y = operator.itemgetter("x"), operator.itemgetter("y")
 _FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
@@ -41,19 +41,8 @@ class _GiveBack(Exception):
     """The list holds something the fast path leaves to `parse_shape`."""
 
 
-# Names tuples longer than this are not cached: a cache entry holds its key, and an
-# export must not be able to park thousands of 20,000-name tuples in a warm instance.
-CACHED_NAMES = 64
-
-
+@short_key_cache(maxsize=4096)  # edge names repeat across every polygon of a job
 def _natural_order(names: tuple[str, ...]) -> tuple[str, ...]:
-    if len(names) <= CACHED_NAMES:
-        return _natural_order_cached(names)
-    return tuple(sorted(names, key=natural_key))
-
-
-@functools.lru_cache(maxsize=4096)  # edge names repeat across every polygon of a job
-def _natural_order_cached(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(names, key=natural_key))
 
 
@@ -68,20 +57,8 @@ def parse_polygons(items: Sequence[Any], pointer: str, limits: Limits) -> list[S
         ]
 
 
+@short_key_cache(maxsize=4096)  # real exports name points p1..pN: few layouts repeat
 def _documented_ring(names: tuple[str, ...]) -> tuple[list[list[str]], np.ndarray | None] | None:
-    if len(names) <= CACHED_NAMES:
-        return _documented_ring_cached(names)
-    return _documented_layout(names)
-
-
-@functools.lru_cache(maxsize=4096)  # real exports name points p1..pN: few layouts repeat
-def _documented_ring_cached(
-    names: tuple[str, ...],
-) -> tuple[list[list[str]], np.ndarray | None] | None:
-    return _documented_layout(names)
-
-
-def _documented_layout(names: tuple[str, ...]) -> tuple[list[list[str]], np.ndarray | None] | None:
     """The documented polygon layout for these point names (dict order): the edges, in the
     natural order of their names, `[q0, q1], [q1, q2], ..., [qN-1, q0]` for the points in
     natural order q; and where those points are (None: the dict order is already that).

@@ -3,7 +3,6 @@ scalar fields every part of an export shares (sizes, URLs, ids)."""
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Mapping
@@ -14,6 +13,7 @@ from shared.config import Limits
 from shared.errors import ConversionError, TooLargeError, pointer_join
 from shared.geometry import chain_from_edges, natural_sorted, order_polygon
 from shared.gtstudio.records import NO_POINTS, Note, Shape, as_coords
+from shared.memo import short_key_cache
 
 # maker_response / annotations type keys and the shape each holds.
 SHAPE_TYPES = {
@@ -77,7 +77,7 @@ def kept_value(key: str, value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool)) or value is None else None
 
 
-@functools.lru_cache(maxsize=1024)  # every annotation of a list has the same few keys
+@short_key_cache(maxsize=1024)  # every annotation of a list has the same few keys
 def _key_plan(keys: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(kept keys present, unknown keys sorted) of an annotation with these keys."""
     kept = tuple(k for k in keys if k in KEPT_KEYS)
@@ -90,10 +90,7 @@ def _key_plan(keys: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def kept_and_unknown(item: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    keys = tuple(item)
-    # Only short key sets are cached: an entry holds its key, and an annotation may carry
-    # thousands of junk keys.
-    kept_keys, unknown = _key_plan(keys) if len(keys) <= 64 else _key_plan.__wrapped__(keys)
+    kept_keys, unknown = _key_plan(tuple(item))
     if not kept_keys:
         return {}, unknown
     kept = {KEPT_KEYS[k]: kept_value(k, item[k]) for k in kept_keys}

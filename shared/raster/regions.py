@@ -38,6 +38,7 @@ from shared.raster.runs import (
     ranges,
     region_summary,
     rle_strings,
+    row_bands,
     row_runs,
 )
 
@@ -98,12 +99,12 @@ def decode_mask(data: bytes, max_pixels: int, pointer: str = "") -> Mask:
     # Little-endian BGRA bytes read as uint32 are 0xAARRGGBB: no per-channel arithmetic.
     height, width = int(image.shape[0]), int(image.shape[1])
     packed = image.view(np.uint32).reshape(height, width)
-    step = max(1, _PASS_PIXELS // max(width, 1))
-    scratch = np.empty((min(step, height), width), dtype=np.uint32)
+    bands = row_bands(height, width, _PASS_PIXELS)
+    scratch = np.empty((bands[0][1] - bands[0][0], width), dtype=np.uint32)
     transparent = np.empty(scratch.shape, dtype=bool)
-    for r0 in range(0, height, step):
-        band = packed[r0 : r0 + step]
-        rows = band.shape[0]
+    for r0, r1 in bands:
+        band = packed[r0:r1]
+        rows = r1 - r0
         if rgb_order:  # RGBA from libspng: swapped to BGRA into the scratch, in bands
             cv2.cvtColor(
                 band.view(np.uint8).reshape(rows, width, 4),

@@ -18,6 +18,7 @@ from shared.gtstudio import arrays
 from shared.gtstudio.arrays import parse_polygons
 from shared.gtstudio.records import Shape
 from shared.gtstudio.shapes import parse_shape
+from shared.memo import LONGEST_KEY
 
 LIMITS = Limits()
 
@@ -150,8 +151,8 @@ def test_other_item_forms_match_the_reference() -> None:
         [{**ring_item(5, rnd), "attributes": "bare"}],
         [ring_item(3, rnd, coordinate={"x": 2, "y": -1})],  # ints at the range's ends
         # Longer than the name tuples the caches keep: the same answers, uncached.
-        [ring_item(arrays.CACHED_NAMES + 36, rnd),
-         ring_item(arrays.CACHED_NAMES + 1, rnd, shuffle_points=True, shuffle_edges=True)],
+        [ring_item(LONGEST_KEY + 36, rnd),
+         ring_item(LONGEST_KEY + 1, rnd, shuffle_points=True, shuffle_edges=True)],
     ]
     for items in cases:
         same(fast(items), reference(items))
@@ -184,7 +185,7 @@ def _ring_inputs(items: list[dict[str, Any]]) -> tuple[Any, ...]:
     return size_array, starts, names, pairs, np.array(counts)
 
 
-@pytest.mark.parametrize("n", [3, 4, 24, arrays.CACHED_NAMES + 1])
+@pytest.mark.parametrize("n", [3, 4, 24, LONGEST_KEY + 1])
 def test_the_documented_layout_is_what_the_walk_finds(n: int) -> None:
     names = tuple(f"p{k}" for k in random.Random(n).sample(range(1, n + 1), n))
     layout = arrays._documented_ring(names)

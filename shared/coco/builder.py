@@ -18,7 +18,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from shared import RELEASE_YEAR, __version__
-from shared.coco.polygons import PixelPolygon, pixel_polygons, ring_walk
+from shared.coco.polygons import PixelPolygon, PixelPolygons, pixel_polygons, ring_walk
 from shared.config import Limits, Options
 from shared.errors import TooLargeError, pointer_join
 from shared.geometry import bbox_of, clip_point, round_coord
@@ -243,19 +243,80 @@ class CocoBuilder:
         self.ignored_keys: Counter[str] = Counter()
         self.images = self._images(key)
         self.pixels: dict[int, PixelPolygon] = {}  # id(shape): its polygon, done in bulk
+        self.bulk = PixelPolygons([], [], [], [], {})
 
-    def prepare(self, shapes: Sequence[Shape]) -> None:
-        """Every polygon's pixels, box and area at once (`coco/polygons.py`); a frame too
-        large for pycocotools' indexes stays on the per-shape path."""
-        chosen = [(s, self._size(s)) for s in shapes if s.kind == "polygon"]
-        chosen = [(s, z) for s, z in chosen if z.width * z.height <= FRAME_LIMIT]
+    def add_shapes(self, shapes: Sequence[Shape]) -> None:
+        """`add_shape` of each, in order.  Every polygon's pixels, box and area are found
+        at once (`coco/polygons.py`), and a run of plain ones (nothing to note, no frame,
+        track, kept key or reserved attribute name) becomes annotations in one pass."""
+        plain = self._prepare(shapes)
+        start = 0
+        for i, shape in enumerate(shapes):
+            if plain[i] < 0:
+                if start < i:
+                    self._plain_polygons(shapes[start:i], plain[start:i])
+                start = i + 1
+                self.add_shape(shape)
+        if start < len(shapes):
+            self._plain_polygons(shapes[start:], plain[start:])
+
+    def _prepare(self, shapes: Sequence[Shape]) -> list[int]:
+        """The polygons' pixels in bulk (a frame too large for pycocotools' indexes stays on
+        the per-shape path); for each shape, its row of the bulk columns if it is a plain
+        polygon, else -1 (its bulk outcome, if any, is in `self.pixels`)."""
+        chosen = [
+            (i, s, z)
+            for i, s in enumerate(shapes)
+            if s.kind == "polygon" and (z := self._size(s)).width * z.height <= FRAME_LIMIT
+        ]
         found = pixel_polygons(
-            [s.coords for s, _ in chosen],
-            [(z.width, z.height) for _, z in chosen],
+            [s.coords for _, s, _ in chosen],
+            [(z.width, z.height) for _, _, z in chosen],
             self.limits,
-            [s.pointer for s, _ in chosen],
+            [s.pointer for _, s, _ in chosen],
         )
-        self.pixels.update((id(s), p) for (s, _), p in zip(chosen, found, strict=True))
+        self.bulk = found
+        plain = [-1] * len(shapes)
+        failed, clipped = found.failed, found.clipped
+        for row, (i, shape, _) in enumerate(chosen):
+            if (
+                row in failed
+                or clipped[row]
+                or shape.notes
+                or shape.unknown_keys
+                or shape.extra
+                or shape.frame is not None
+                or shape.track_id is not None
+                or (shape.attributes and not _no_reserved(tuple(shape.attributes)))
+            ):
+                self.pixels[id(shape)] = found.outcome(row)
+            else:
+                plain[i] = row
+        return plain
+
+    def _plain_polygons(self, shapes: Sequence[Shape], rows: Sequence[int]) -> None:
+        """`_polygon_from` of plain polygons: the same annotations, keys in the same order."""
+        ids, bulk = self.ids, self.bulk
+        flat, area, bbox = bulk.flat, bulk.area, bulk.bbox
+        for label in dict.fromkeys(s.label for s in shapes):
+            self.used[label] = ids[label]
+        first = len(self.annotations) + 1
+        self.annotations.extend(
+            {
+                "id": n,
+                "image_id": 1,
+                "category_id": ids[s.label],
+                "iscrowd": 0,
+                "attributes": dict(s.attributes),
+                "gt_id": s.gt_id,
+                "bbox": bbox[row],
+                "area": area[row],
+                "segmentation": [flat[row]],
+            }
+            for n, s, row in zip(range(first, first + len(shapes)), shapes, rows, strict=True)
+        )
+        self.counts["input_polygons"] += len(shapes)
+        self.counts["polygons"] += len(shapes)
 
     def _images(self, key: str) -> list[dict[str, Any]]:
         base = {
@@ -548,7 +609,5 @@ def convert_vector_job(
     """Add every vector shape of the job; the caller may add raster regions, then `finish()`.
     `frame_sizes`: each frame's own size, for a job of frames."""
     builder = CocoBuilder(job, size, category_ids, options, key, limits, frame_sizes)
-    builder.prepare(job.shapes)
-    for shape in job.shapes:
-        builder.add_shape(shape)
+    builder.add_shapes(job.shapes)
     return builder

@@ -33,22 +33,36 @@ class PixelPolygon(NamedTuple):
     error: TooLargeError | None = None
 
 
+class PixelPolygons(NamedTuple):
+    """Every polygon's outcome by column (thousands a job: no object each).  Polygon `i`
+    is kept with `flat[i]`, `area[i]`, `bbox[i]` unless `failed` holds why not."""
+
+    clipped: list[int]
+    flat: list[list[float]]
+    area: list[float]
+    bbox: list[list[float]]
+    failed: dict[int, PixelPolygon]
+
+    def outcome(self, i: int) -> PixelPolygon:
+        """Polygon `i` as one record."""
+        found = self.failed.get(i)
+        if found is not None:
+            return found
+        return PixelPolygon(self.clipped[i], self.flat[i], self.area[i], self.bbox[i])
+
+
 def pixel_polygons(
     coords: Sequence[np.ndarray],
     sizes: Sequence[tuple[int, int]],
     limits: Limits,
     pointers: Sequence[str],
-) -> list[PixelPolygon]:
+) -> PixelPolygons:
     """`coords[i]` (normalised, drawing order) on a `sizes[i]` = (width, height) image."""
     count = len(coords)
-    if not count:
-        return []
     lengths = np.fromiter(map(len, coords), dtype=np.int64, count=count)
     if not lengths.any():
-        return [
-            PixelPolygon(0, reason="too_few_points", detail="0 distinct point(s) after clipping")
-            for _ in range(count)
-        ]
+        few = PixelPolygon(0, reason="too_few_points", detail="0 distinct point(s) after clipping")
+        return PixelPolygons([0] * count, [], [], [], dict.fromkeys(range(count), few))
     points = np.concatenate(coords)
     owner = np.repeat(np.arange(count), lengths)
     frame = np.array(sizes, dtype=np.float64).reshape(-1, 2)
@@ -60,15 +74,14 @@ def pixel_polygons(
     y = round_coords(np.minimum(np.maximum(y, 0.0), height))
     # The ring: consecutive repeats dropped, then a last point equal to the first.
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    first_of = np.zeros(points.shape[0], dtype=bool)
-    first_of[starts[lengths > 0]] = True
-    keep = first_of.copy()
+    present = lengths > 0
+    keep = np.zeros(points.shape[0], dtype=bool)
+    keep[starts[present]] = True
     keep[1:] |= (x[1:] != x[:-1]) | (y[1:] != y[:-1])
     index = np.arange(points.shape[0])
     last = np.full(count, -1, dtype=np.int64)
-    present = lengths > 0
-    if present.any():  # the last kept point of each polygon (its first is always kept)
-        last[present] = np.maximum.reduceat(np.where(keep, index, -1), starts[present])
+    # The last kept point of each polygon (its first is always kept).
+    last[present] = np.maximum.reduceat(np.where(keep, index, -1), starts[present])
     kept_count = np.bincount(owner[keep], minlength=count)
     closing = (kept_count > 1) & (last >= 0)
     head = np.minimum(starts, points.shape[0] - 1)
@@ -80,81 +93,80 @@ def pixel_polygons(
     rx, ry = x[ring], y[ring]
     ring_lengths = np.bincount(ring_owner, minlength=count)
     ring_starts = np.concatenate(([0], np.cumsum(ring_lengths)[:-1]))
-    # Distinct points of each ring.
-    by_value = np.lexsort((ry, rx, ring_owner))
-    sx, sy, so = rx[by_value], ry[by_value], ring_owner[by_value]
-    new = np.ones(by_value.size, dtype=bool)
-    new[1:] = (so[1:] != so[:-1]) | (sx[1:] != sx[:-1]) | (sy[1:] != sy[:-1])
-    distinct = np.bincount(so[new], minlength=count)
+    filled = ring_lengths > 0
+    # At least 3 distinct points: past its first two (consecutive, so distinct), some
+    # point of the ring is neither.
+    first = ring_starts[filled]
+    second = np.minimum(first + 1, ring.size - 1)
+    other = np.ones(ring.size, dtype=bool)
+    for end in (first, second):
+        other &= (rx != np.repeat(rx[end], ring_lengths[filled])) | (
+            ry != np.repeat(ry[end], ring_lengths[filled])
+        )
+    enough = (np.bincount(ring_owner, weights=other, minlength=count) > 0) & (ring_lengths >= 3)
     # pycocotools walks every edge pixel by pixel: the walk of each ring, from its last point.
     previous = np.arange(ring.size) - 1
-    has = ring_lengths > 0
-    previous[ring_starts[has]] = ring_starts[has] + ring_lengths[has] - 1
+    previous[ring_starts[filled]] = ring_starts[filled] + ring_lengths[filled] - 1
     step = np.maximum(np.abs(rx - rx[previous]), np.abs(ry - ry[previous])) if ring.size else rx
     steps = np.bincount(ring_owner, weights=step, minlength=count)
-    ring_xy = np.stack([rx, ry], axis=1)
-    flat_all = ring_xy.ravel().tolist()
+    ring_flat = np.stack([rx, ry], axis=1).ravel()  # what pycocotools reads: views, no copy
+    flat_all = ring_flat.tolist()
     boxes = np.zeros((count, 4))
-    filled = ring_lengths > 0
     if filled.any():
-        at = ring_starts[filled]
-        lo_x, lo_y = np.minimum.reduceat(rx, at), np.minimum.reduceat(ry, at)
+        lo_x, lo_y = np.minimum.reduceat(rx, first), np.minimum.reduceat(ry, first)
         boxes[filled] = np.stack(
-            [lo_x, lo_y, np.maximum.reduceat(rx, at) - lo_x, np.maximum.reduceat(ry, at) - lo_y],
+            [
+                lo_x,
+                lo_y,
+                np.maximum.reduceat(rx, first) - lo_x,
+                np.maximum.reduceat(ry, first) - lo_y,
+            ],
             axis=1,
         )
-    boxes = round_coords(boxes)
-    out: list[PixelPolygon | None] = [None] * count
-    rings: dict[tuple[int, int], list[int]] = {}
-    flats: list[list[float]] = [[] for _ in range(count)]
-    arrays: list[np.ndarray | None] = [None] * count  # what pycocotools reads: no copy
-    limit = limits.max_raster_work
-    for i, (n, walk, begin, length, moved) in enumerate(
-        zip(
-            distinct.tolist(),
-            steps.tolist(),
-            ring_starts.tolist(),
-            ring_lengths.tolist(),
-            clipped.tolist(),
-            strict=True,
+    box_list = round_coords(boxes).tolist()
+    clipped_list = clipped.tolist()
+    begins, ends = (2 * ring_starts).tolist(), (2 * (ring_starts + ring_lengths)).tolist()
+    flats = [flat_all[b:e] for b, e in zip(begins, ends, strict=True)]
+    failed: dict[int, PixelPolygon] = {}
+    for i in np.flatnonzero(~enough).tolist():
+        distinct = len(set(zip(flats[i][::2], flats[i][1::2], strict=True)))
+        failed[i] = PixelPolygon(
+            clipped_list[i],
+            reason="too_few_points",
+            detail=f"{distinct} distinct point(s) after clipping",
         )
-    ):
-        if n < 3:
-            out[i] = PixelPolygon(
-                moved, reason="too_few_points", detail=f"{n} distinct point(s) after clipping"
-            )
-            continue
-        ring_flat = flat_all[2 * begin : 2 * (begin + length)]
-        if abs(walk - limit) <= 1e-6 * max(limit, 1):
-            walk = ring_walk(ring_flat)  # at the limit: summed as the per-shape path sums
+    limit = limits.max_raster_work
+    near = np.abs(steps - limit) <= 1e-6 * max(limit, 1)
+    for i in np.flatnonzero(enough & ((steps > limit) | near)).tolist():
+        walk = ring_walk(flats[i]) if near[i] else float(steps[i])  # summed as per shape
         if walk > limit:
-            out[i] = PixelPolygon(
-                moved,
+            failed[i] = PixelPolygon(
+                clipped_list[i],
                 error=TooLargeError(
                     "shape_too_complex",
                     f"the outline walks {walk:.0f} pixels, limit {limit} (GTCOCO_MAX_RASTER_WORK)",
                     pointer_join(pointers[i], "points"),
                 ),
             )
-            continue
-        flats[i] = ring_flat
-        arrays[i] = ring_xy[begin : begin + length].ravel()
-        rings.setdefault(sizes[i], []).append(i)
-    box_list = boxes.tolist()
+    areas = [0.0] * count
+    rings: dict[tuple[int, int], list[int]] = {}
+    for i, frame_size in enumerate(sizes):
+        if i not in failed:
+            rings.setdefault(frame_size, []).append(i)
     for (w, h), members in rings.items():
         for chunk in range(0, len(members), AREA_BATCH):
             part = members[chunk : chunk + AREA_BATCH]
-            areas = mask_utils.area(mask_utils.frPyObjects([arrays[i] for i in part], h, w))
-            for i, area in zip(part, areas.tolist(), strict=True):
+            found = mask_utils.area(
+                mask_utils.frPyObjects([ring_flat[begins[i] : ends[i]] for i in part], h, w)
+            )
+            for i, area in zip(part, found.tolist(), strict=True):
                 if area <= 0:
-                    out[i] = PixelPolygon(
-                        int(clipped[i]), reason="zero_area", detail="the polygon covers no pixel"
+                    failed[i] = PixelPolygon(
+                        clipped_list[i], reason="zero_area", detail="the polygon covers no pixel"
                     )
                 else:
-                    out[i] = PixelPolygon(int(clipped[i]), flats[i], float(area), box_list[i])
-    done = [p for p in out if p is not None]
-    assert len(done) == count, "every polygon has an outcome"
-    return done
+                    areas[i] = float(area)
+    return PixelPolygons(clipped_list, flats, areas, box_list, failed)
 
 
 def ring_walk(flat: Sequence[float]) -> float:

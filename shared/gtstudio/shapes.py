@@ -3,6 +3,7 @@ scalar fields every part of an export shares (sizes, URLs, ids)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -151,7 +152,41 @@ def shape_fields(
     keys; and the notes so far."""
     if not isinstance(item, dict):
         raise ConversionError("invalid_type", "an annotation must be a JSON object", pointer)
-    label = item.get("label")
+    raw_label = item.get("label")
+    # Labels repeat over every annotation of a job: a usable one is known after its first.
+    label = (
+        _usable_label(raw_label, limits.max_label_chars)
+        if type(raw_label) is str and len(raw_label) <= limits.max_label_chars
+        else None
+    )
+    if label is None:
+        label = _checked_label(raw_label, pointer, limits)
+    gt_id = item.get("_id", item.get("id"))
+    if type(gt_id) is not str:
+        gt_id = str_or_none(gt_id)
+    attributes, attr_note = normalise_attributes(item.get("attributes"), pointer, "attributes")
+    extra, unknown = kept_and_unknown(item)
+    fields = {
+        "kind": kind,
+        "label": label,
+        "gt_id": gt_id,
+        "attributes": attributes,
+        "pointer": pointer,
+        "extra": extra,
+        "unknown_keys": unknown if kind != "cuboid" else (),
+    }
+    return fields, [attr_note] if attr_note else []
+
+
+@functools.lru_cache(maxsize=4096)
+def _usable_label(label: str, most: int) -> str | None:
+    """The stripped label, or None for one `_checked_label` must judge."""
+    clean = label.strip()
+    return clean if clean and len(clean) <= most else None
+
+
+def _checked_label(label: Any, pointer: str, limits: Limits) -> str:
+    """The label as a stripped string, or the error saying why it is not one."""
     if isinstance(label, (int, float)) and not isinstance(label, bool):
         label = str(label)
     if not isinstance(label, str) or not label.strip():
@@ -164,19 +199,7 @@ def shape_fields(
             f"label is {len(label.strip())} characters, limit {limits.max_label_chars}",
             pointer_join(pointer, "label"),
         )
-    gt_id = str_or_none(item.get("_id", item.get("id")))
-    attributes, attr_note = normalise_attributes(item.get("attributes"), pointer, "attributes")
-    extra, unknown = kept_and_unknown(item)
-    fields = {
-        "kind": kind,
-        "label": label.strip(),
-        "gt_id": gt_id,
-        "attributes": attributes,
-        "pointer": pointer,
-        "extra": extra,
-        "unknown_keys": unknown if kind != "cuboid" else (),
-    }
-    return fields, [attr_note] if attr_note else []
+    return label.strip()
 
 
 def polygon_order(

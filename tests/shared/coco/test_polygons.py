@@ -14,16 +14,31 @@ from shared.coco.builder import CocoBuilder, ImageSize, convert_vector_job
 from shared.config import Limits, Options
 from shared.errors import TooLargeError
 from shared.geometry import round_coord, round_coords
-from shared.gtstudio.records import Job, Shape, as_coords
+from shared.gtstudio.records import Job, Note, Shape, as_coords
 
 
 def _job(shapes: list[Shape], width: int, height: int) -> Job:
     return Job("", None, "http://h/i.jpg", None, width, height, shapes=tuple(shapes))
 
 
-def _shapes(rings: list[list[tuple[float, float]]]) -> list[Shape]:
-    return [Shape(kind="polygon", label="c", gt_id=f"g{i}", attributes={"a": i},
-                  coords=as_coords(ring), pointer=f"/p/{i}") for i, ring in enumerate(rings)]
+# What takes a polygon off the bulk path's plain runs, or breaks a run (a rectangle).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "no attributes": {"attributes": {}},
+    "reserved attribute": {"attributes": {"_id": 1, "bbox": 2, "b": 3}},
+    "a note": {"notes": (Note("repaired", "edges_repaired", "/p", "x"),)},
+    "kept key": {"extra": {"gt_color": [1, 2, 3]}},
+    "track": {"track_id": "t1"},
+    "unknown key": {"unknown_keys": ("zz",)},
+    "rectangle": {"kind": "rectangle"},
+}
+
+
+def _shapes(rings: list[list[tuple[float, float]]], variants: list[str] | None = None) -> list[Shape]:
+    kinds = variants or ["plain"] * len(rings)
+    return [Shape(**{"kind": "polygon", "label": "c", "gt_id": f"g{i}", "attributes": {"a": i},
+                     "coords": as_coords(ring), "pointer": f"/p/{i}", **VARIANTS[kind]})
+            for i, (ring, kind) in enumerate(zip(rings, kinds, strict=False))]
 
 
 def _outcome(job: Job, size: ImageSize, limits: Limits, bulk: bool) -> Any:
@@ -61,12 +76,13 @@ def rings_drawn(draw: st.DrawFn) -> list[tuple[float, float]]:
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(rings_drawn(), min_size=0, max_size=30),
+@given(st.lists(st.tuples(rings_drawn(), st.sampled_from(sorted(VARIANTS))), min_size=0,
+                max_size=30),
        st.integers(1, 4000), st.integers(1, 4000), st.sampled_from([4_000_000, 3000, 200]))
 def test_bulk_polygons_match_the_per_shape_path(
-    rings: list[list[tuple[float, float]]], width: int, height: int, work: int
+    drawn: list[tuple[list[tuple[float, float]], str]], width: int, height: int, work: int
 ) -> None:
-    job = _job(_shapes(rings), width, height)
+    job = _job(_shapes([r for r, _ in drawn], [v for _, v in drawn]), width, height)
     size = ImageSize(width, height, "explicit")
     limits = Limits(max_raster_work=work)
     assert _outcome(job, size, limits, True) == _outcome(job, size, limits, False)

@@ -42,8 +42,10 @@ class _GiveBack(Exception):
 
 
 @short_key_cache(maxsize=4096)  # edge names repeat across every polygon of a job
-def _natural_order(names: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(sorted(names, key=natural_key))
+def _natural_order(names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The names in natural order; None if they are in it already."""
+    found = tuple(sorted(names, key=natural_key))
+    return None if found == names else found
 
 
 def parse_polygons(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
@@ -92,6 +94,7 @@ def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
     xs: list[Any] = []
     ys: list[Any] = []
     names: list[str] = []  # every polygon's point names, in document order
+    owns: list[tuple[str, ...]] = []  # the same, a tuple a polygon
     edge_counts: list[int] = []  # 0: no edges object (the per-shape code reads the rest)
     pairs: list[Any] = []
     documented: dict[int, np.ndarray | None] = {}  # polygon: positions in walk order
@@ -109,9 +112,13 @@ def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
         own = tuple(raw)
         names.extend(own)
         sizes.append(len(own))
+        owns.append(own)
         edges = item.get("edges")
         if type(edges) is dict:
-            in_order = list(map(edges.__getitem__, _natural_order(tuple(edges))))
+            named = _natural_order(tuple(edges))
+            in_order = (
+                list(edges.values()) if named is None else list(map(edges.__getitem__, named))
+            )
             layout = _documented_ring(own)
             if layout is not None and in_order == layout[0]:  # compares the pairs whole
                 documented[i] = layout[1]
@@ -152,15 +159,20 @@ def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
     if moved.any():
         ordered = points[permutation]
         ordered_names = list(map(names.__getitem__, permutation.tolist()))
+        owner_moved = np.bincount(
+            np.repeat(np.arange(size_array.size), size_array), weights=moved, minlength=len(owns)
+        )
+        for k in np.flatnonzero(owner_moved).tolist():
+            owns[k] = tuple(ordered_names[starts[k] : starts[k] + sizes[k]])
     else:  # the usual case: every polygon's points are in the dict in drawing order
-        ordered, ordered_names = points, names
+        ordered = points
     ordered.flags.writeable = False
     shapes, at = [], 0
-    for (found, notes, _), size in zip(fields, sizes, strict=True):
-        end = at + size
+    for (found, notes, _), own in zip(fields, owns, strict=True):
+        end = at + len(own)
         found["coords"] = ordered[at:end]
-        found["point_names"] = tuple(ordered_names[at:end])
-        found["notes"] = tuple(notes)
+        found["point_names"] = own
+        found["notes"] = tuple(notes) if notes else ()
         shapes.append(shape_from(found))
         at = end
     return shapes

@@ -310,6 +310,14 @@ def normalise_attributes(raw: Any, pointer: str, *below: str) -> tuple[dict[str,
     The note's pointer is `pointer` joined with `below` (built only for a note)."""
     if raw is None or raw == [] or raw == {}:
         return {}, None
+    if type(raw) is dict:  # as exports write them: once per annotation, so unrolled
+        out = {
+            str(k): v["value"] if isinstance(v, dict) and "value" in v else v
+            for k, v in raw.items()
+        }
+        if not _PLAIN.issuperset(map(type, out.values())):
+            out = {k: _clean(v) for k, v in out.items()}
+        return out, None
     if isinstance(raw, dict):
         return {
             str(k): _clean(v["value"] if isinstance(v, dict) and "value" in v else v)
@@ -323,6 +331,10 @@ def normalise_attributes(raw: Any, pointer: str, *below: str) -> tuple[dict[str,
         pointer_join(pointer, *below),
         "attributes were not an object; kept under 'value'",
     )
+
+
+# Values `_clean` returns as they are (floats may be NaN or infinite: not plain).
+_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def _clean(value: Any) -> Any:

@@ -89,7 +89,8 @@ class _Codes(dict[Any, int]):
 
 
 def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
-    fields: list[tuple[dict[str, Any], list[Note], dict[str, Any]]] = []
+    states: list[dict[str, Any]] = []  # each polygon's Shape fields so far
+    noted: list[list[Note]] = []
     sizes: list[int] = []  # points of each polygon
     xs: list[Any] = []
     ys: list[Any] = []
@@ -128,7 +129,8 @@ def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
                 edge_counts.append(len(in_order))
         else:
             edge_counts.append(0)
-        fields.append((found, notes, item))
+        states.append(found)
+        noted.append(notes)
     if not {*map(type, xs), *map(type, ys)} <= _NUMBERS or {*map(type, names)} - {str}:
         raise _GiveBack
     try:
@@ -147,7 +149,7 @@ def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
         if positions is not None:
             permutation[starts[k] : starts[k] + sizes[k]] = positions + starts[k]
     for k in np.flatnonzero(~walked).tolist():  # not a clean ring, or alone: per shape
-        found, notes, item = fields[k]
+        found, notes, item = states[k], noted[k], items[k]
         members = names[starts[k] : starts[k] + sizes[k]]
         edges = edge_list(item.get("edges"), pointer_join(found["pointer"], "edges"), notes)
         index = {n: j for j, n in enumerate(members)}
@@ -168,7 +170,7 @@ def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
         ordered = points
     ordered.flags.writeable = False
     shapes, at = [], 0
-    for (found, notes, _), own in zip(fields, owns, strict=True):
+    for found, notes, own in zip(states, noted, owns, strict=True):
         end = at + len(own)
         found["coords"] = ordered[at:end]
         found["point_names"] = own

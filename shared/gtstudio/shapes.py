@@ -13,7 +13,7 @@ from typing import Any
 from shared.config import Limits
 from shared.errors import ConversionError, TooLargeError, pointer_join
 from shared.geometry import chain_from_edges, natural_sorted, order_polygon
-from shared.gtstudio.records import NO_POINTS, Note, Shape, as_coords
+from shared.gtstudio.records import NO_POINTS, SHAPE_DEFAULTS, Note, Shape, as_coords
 from shared.memo import short_key_cache
 
 # maker_response / annotations type keys and the shape each holds.
@@ -148,8 +148,8 @@ def url_field(doc: Mapping[str, Any], key: str, pointer: str) -> str | None:
 def shape_fields(
     kind: str, item: Any, pointer: str, limits: Limits
 ) -> tuple[dict[str, Any], list[Note]]:
-    """What every kind shares, as `Shape` fields: label, id, attributes, kept and unknown
-    keys; and the notes so far."""
+    """What every kind shares, as `Shape` fields (the defaults, then label, id, attributes,
+    kept and unknown keys); and the notes so far."""
     if not isinstance(item, dict):
         raise ConversionError("invalid_type", "an annotation must be a JSON object", pointer)
     raw_label = item.get("label")
@@ -167,6 +167,7 @@ def shape_fields(
     attributes, attr_note = normalise_attributes(item.get("attributes"), pointer, "attributes")
     extra, unknown = kept_and_unknown(item)
     fields = {
+        **SHAPE_DEFAULTS,
         "kind": kind,
         "label": label,
         "gt_id": gt_id,
@@ -308,9 +309,7 @@ def _visibility(spec: Mapping[str, Any]) -> int:
 def normalise_attributes(raw: Any, pointer: str, *below: str) -> tuple[dict[str, Any], Note | None]:
     """`{name: {"value": v}}`, `{name: v}`, `[{name, value}]`, `[]`, null -> `{name: v}`.
     The note's pointer is `pointer` joined with `below` (built only for a note)."""
-    if raw is None or raw == [] or raw == {}:
-        return {}, None
-    if type(raw) is dict:  # as exports write them: once per annotation, so unrolled
+    if type(raw) is dict and raw:  # as exports write them: once per annotation, so unrolled
         out = {
             str(k): v["value"] if isinstance(v, dict) and "value" in v else v
             for k, v in raw.items()
@@ -318,6 +317,8 @@ def normalise_attributes(raw: Any, pointer: str, *below: str) -> tuple[dict[str,
         if not _PLAIN.issuperset(map(type, out.values())):
             out = {k: _clean(v) for k, v in out.items()}
         return out, None
+    if raw is None or raw == [] or raw == {}:
+        return {}, None
     if isinstance(raw, dict):
         return {
             str(k): _clean(v["value"] if isinstance(v, dict) and "value" in v else v)

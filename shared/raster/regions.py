@@ -100,23 +100,17 @@ def decode_mask(data: bytes, max_pixels: int, pointer: str = "") -> Mask:
     height, width = int(image.shape[0]), int(image.shape[1])
     packed = image.view(np.uint32).reshape(height, width)
     bands = row_bands(height, width, _PASS_PIXELS)
-    scratch = np.empty((bands[0][1] - bands[0][0], width), dtype=np.uint32)
-    transparent = np.empty(scratch.shape, dtype=bool)
+    transparent = np.empty((bands[0][1] - bands[0][0], width), dtype=bool)
     for r0, r1 in bands:
         band = packed[r0:r1]
-        rows = r1 - r0
-        if rgb_order:  # RGBA from libspng: swapped to BGRA into the scratch, in bands
-            cv2.cvtColor(
-                band.view(np.uint8).reshape(rows, width, 4),
-                cv2.COLOR_RGBA2BGRA,
-                dst=scratch[:rows].view(np.uint8).reshape(rows, width, 4),
-            )
-            source = scratch[:rows]
+        seen = transparent[: r1 - r0]
+        np.less(band, 1 << 24, out=seen)  # alpha is the top byte in either order
+        if rgb_order:  # RGBA from libspng reads as 0xAABBGGRR: byte-swapped, 0xRRGGBBAA
+            band.byteswap(inplace=True)
+            np.right_shift(band, 8, out=band)
         else:
-            source = band
-        np.less(source, 1 << 24, out=transparent[:rows])
-        np.bitwise_and(source, 0xFFFFFF, out=band)
-        np.copyto(band, UNLABELED, where=transparent[:rows])
+            np.bitwise_and(band, 0xFFFFFF, out=band)
+        np.copyto(band, UNLABELED, where=seen)
     return Mask(packed)
 
 

@@ -61,12 +61,12 @@ MUTANTS = [Mutant(*m) for m in [
  ("pipeline: output names processed", "shared/app/pipeline.py", "    if layout.is_output_name(name):", "    if False:"),
  ("pipeline: stale generation not skipped", "shared/app/pipeline.py", "if live.generation != ref.generation:", "if False:"),
  ("pipeline: no early duplicate check", "shared/app/pipeline.py", "and _generations(sources).items() <= _generations(found.sources).items()", "and False"),
- ("pipeline: no duplicate check under the lease", "shared/app/pipeline.py", "                and _generations(sources) == _generations(found.sources)\n", "                and False\n"),
- ("pipeline: older sources not stopped under the lease", "shared/app/pipeline.py", "            found = self._marker(place)  # again, now that no one else writes here\n            if found is not None and older(sources, found.sources):", "            found = self._marker(place)  # again, now that no one else writes here\n            if False:"),
+ ("pipeline: no duplicate check under the lease", "shared/app/pipeline.py", "        if found is not None and ours and ours == _generations(found.sources):\n", "        if False:\n"),
+ ("pipeline: older sources not stopped under the lease", "shared/app/pipeline.py", "        found = self._marker(place)\n        if found is not None and older(sources, found.sources):", "        found = self._marker(place)\n        if False:"),
  ("pipeline: old report kept while writing", "shared/app/pipeline.py", "            for name in (place.report, place.error):\n                self.out.delete(name)\n", ""),
  ("pipeline: leftovers of the last run kept", "shared/app/pipeline.py", "                if name not in keep:", "                if False:"),
- ("pipeline: report written first", "shared/app/pipeline.py", "            writer = self._writer()\n", "            writer = self._writer()\n            self.out.write(place.report, b'{}', 'application/json')\n"),
- ("pipeline: report before the writes end", "shared/app/pipeline.py", "            writer.drain()\n", ""),
+ ("persist: report written first", "shared/app/persist.py", "        for file in files:\n            self._submit(file, done, slot=True)", "        if last is not None:\n            self._submit(last, None, slot=True)\n            last = None\n        for file in files:\n            self._submit(file, done, slot=True)"),
+ ("pipeline: report before the writes end", "shared/app/pipeline.py", "        writer.drain()\n        return result, writer.written", "        return result, writer.written"),
  ("persist: a job's report before its files", "shared/app/persist.py", "        for file in files:\n            self._submit(file, done, slot=True)", "        if last is not None:\n            self._submit(last, None, slot=True)\n        last = None\n        for file in files:\n            self._submit(file, done, slot=True)"),
  ("persist: a job's report despite a failed file", "shared/app/persist.py", "ready = left[0] == 0 and ok and self._error is None", "ready = left[0] == 0"),
  ("persist: failed writes not raised", "shared/app/persist.py", "        if error is not None:\n            raise error", "        if False:\n            raise error"),
@@ -120,6 +120,9 @@ MUTANTS = [Mutant(*m) for m in [
  ("arrays: coordinate types not checked in bulk", "shared/gtstudio/arrays.py", "    if not {*map(type, xs), *map(type, ys)} <= _NUMBERS or {*map(type, names)} - {str}:", "    if False:"),
  ("shapes: a long integer coordinate overflows", "shared/gtstudio/shapes.py", "        if isinstance(value, float) and not math.isfinite(value):  # an int is finite", "        if not math.isfinite(value):"),
  ("polygons: a ring too complex is not refused in bulk", "shared/coco/polygons.py", "        if walk > limit:", "        if False:"),
+ ("shapes: a long label passes the label cache", "shared/gtstudio/shapes.py", "    return clean if clean and len(clean) <= most else None", "    return clean or None"),
+ ("memo: long keys cached", "shared/memo.py", "        if len(key) <= LONGEST_KEY:", "        if True:"),
+ ("memo: the cache grows without bound", "shared/memo.py", "            if len(self) >= self.maxsize:", "            if False:"),
 ]]
 
 

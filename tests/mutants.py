@@ -120,7 +120,7 @@ MUTANTS = [Mutant(*m) for m in [
  ("arrays: coordinate types not checked in bulk", "shared/gtstudio/arrays.py", "    if not {*map(type, xs), *map(type, ys)} <= _NUMBERS or {*map(type, names)} - {str}:", "    if False:"),
  ("shapes: a long integer coordinate overflows", "shared/gtstudio/shapes.py", "        if isinstance(value, float) and not math.isfinite(value):  # an int is finite", "        if not math.isfinite(value):"),
  ("polygons: a ring too complex is not refused in bulk", "shared/coco/polygons.py", "        if walk > limit:", "        if False:"),
- ("shapes: a long label passes the label cache", "shared/gtstudio/shapes.py", "    return clean if clean and len(clean) <= most else None", "    return clean or None"),
+ ("shapes: a long label passes the label cache", "shared/gtstudio/shapes.py", "        if type(raw_label) is str and len(raw_label) <= limits.max_label_chars", "        if type(raw_label) is str"),
  ("memo: long keys cached", "shared/memo.py", "        if len(key) <= LONGEST_KEY:", "        if True:"),
  ("memo: the cache grows without bound", "shared/memo.py", "            if len(self) >= self.maxsize:", "            if False:"),
 ]]

@@ -153,9 +153,10 @@ def shape_fields(
     if not isinstance(item, dict):
         raise ConversionError("invalid_type", "an annotation must be a JSON object", pointer)
     raw_label = item.get("label")
-    # Labels repeat over every annotation of a job: a usable one is known after its first.
+    # Labels repeat over every annotation of a job: a usable one is known after its first
+    # (only labels within the limit are remembered, and only they can pass this way).
     label = (
-        _usable_label(raw_label, limits.max_label_chars)
+        _stripped_label(raw_label)
         if type(raw_label) is str and len(raw_label) <= limits.max_label_chars
         else None
     )
@@ -180,10 +181,9 @@ def shape_fields(
 
 
 @functools.lru_cache(maxsize=4096)
-def _usable_label(label: str, most: int) -> str | None:
-    """The stripped label, or None for one `_checked_label` must judge."""
-    clean = label.strip()
-    return clean if clean and len(clean) <= most else None
+def _stripped_label(label: str) -> str | None:
+    """The stripped label, or None for a blank one (`_checked_label` says why)."""
+    return label.strip() or None
 
 
 def _checked_label(label: Any, pointer: str, limits: Limits) -> str:

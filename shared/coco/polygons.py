@@ -138,7 +138,7 @@ def pixel_polygons(
     limit = limits.max_raster_work
     near = np.abs(steps - limit) <= 1e-6 * max(limit, 1)
     for i in np.flatnonzero(enough & ((steps > limit) | near)).tolist():
-        walk = ring_walk(flats[i]) if near[i] else float(steps[i])  # summed as per shape
+        walk = ring_walk(flats[i])  # summed as the per-shape path sums it (and says it)
         if walk > limit:
             failed[i] = PixelPolygon(
                 clipped_list[i],

@@ -243,26 +243,25 @@ class CocoBuilder:
         self.ignored_keys: Counter[str] = Counter()
         self.images = self._images(key)
         self.pixels: dict[int, PixelPolygon] = {}  # id(shape): its polygon, done in bulk
-        self.bulk = PixelPolygons([], [], [], [], {})
 
     def add_shapes(self, shapes: Sequence[Shape]) -> None:
         """`add_shape` of each, in order.  Every polygon's pixels, box and area are found
         at once (`coco/polygons.py`), and a run of plain ones (nothing to note, no frame,
         track, kept key or reserved attribute name) becomes annotations in one pass."""
-        plain = self._prepare(shapes)
+        bulk, plain = self._prepare(shapes)
         start = 0
         for i, shape in enumerate(shapes):
             if plain[i] < 0:
                 if start < i:
-                    self._plain_polygons(shapes[start:i], plain[start:i])
+                    self._plain_polygons(bulk, shapes[start:i], plain[start:i])
                 start = i + 1
                 self.add_shape(shape)
         if start < len(shapes):
-            self._plain_polygons(shapes[start:], plain[start:])
+            self._plain_polygons(bulk, shapes[start:], plain[start:])
 
-    def _prepare(self, shapes: Sequence[Shape]) -> list[int]:
+    def _prepare(self, shapes: Sequence[Shape]) -> tuple[PixelPolygons, list[int]]:
         """The polygons' pixels in bulk (a frame too large for pycocotools' indexes stays on
-        the per-shape path); for each shape, its row of the bulk columns if it is a plain
+        the per-shape path); and for each shape, its row of those columns if it is a plain
         polygon, else -1 (its bulk outcome, if any, is in `self.pixels`)."""
         chosen = [
             (i, s, z)
@@ -275,7 +274,6 @@ class CocoBuilder:
             self.limits,
             [s.pointer for _, s, _ in chosen],
         )
-        self.bulk = found
         plain = [-1] * len(shapes)
         failed, clipped = found.failed, found.clipped
         for row, (i, shape, _) in enumerate(chosen):
@@ -292,11 +290,13 @@ class CocoBuilder:
                 self.pixels[id(shape)] = found.outcome(row)
             else:
                 plain[i] = row
-        return plain
+        return found, plain
 
-    def _plain_polygons(self, shapes: Sequence[Shape], rows: Sequence[int]) -> None:
+    def _plain_polygons(
+        self, bulk: PixelPolygons, shapes: Sequence[Shape], rows: Sequence[int]
+    ) -> None:
         """`_polygon_from` of plain polygons: the same annotations, keys in the same order."""
-        ids, bulk = self.ids, self.bulk
+        ids = self.ids
         flat, area, bbox = bulk.flat, bulk.area, bulk.bbox
         for label in dict.fromkeys(s.label for s in shapes):
             self.used[label] = ids[label]

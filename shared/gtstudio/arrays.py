@@ -91,7 +91,6 @@ class _Codes(dict[Any, int]):
 def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
     states: list[dict[str, Any]] = []  # each polygon's Shape fields so far
     noted: list[list[Note]] = []
-    sizes: list[int] = []  # points of each polygon
     xs: list[Any] = []
     ys: list[Any] = []
     names: list[str] = []  # every polygon's point names, in document order
@@ -112,7 +111,6 @@ def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
             raise _GiveBack from exc
         own = tuple(raw)
         names.extend(own)
-        sizes.append(len(own))
         owns.append(own)
         edges = item.get("edges")
         if type(edges) is dict:
@@ -131,6 +129,7 @@ def _parse(items: Sequence[Any], pointer: str, limits: Limits) -> list[Shape]:
             edge_counts.append(0)
         states.append(found)
         noted.append(notes)
+    sizes = list(map(len, owns))  # points of each polygon
     if not {*map(type, xs), *map(type, ys)} <= _NUMBERS or {*map(type, names)} - {str}:
         raise _GiveBack
     try:

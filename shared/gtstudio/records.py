@@ -65,6 +65,7 @@ class Shape:
         return tuple((x, y) for x, y in self.coords.tolist())
 
 
+_new, _set = object.__new__, object.__setattr__
 # Every field with a default, as `shape_from` wants its state to start.
 SHAPE_DEFAULTS = {f.name: f.default for f in fields(Shape) if f.default is not MISSING}
 
@@ -77,9 +78,6 @@ def shape_from(state: dict[str, Any]) -> Shape:
     shape = _new(Shape)
     _set(shape, "__dict__", state)
     return shape
-
-
-_new, _set = object.__new__, object.__setattr__
 
 
 @dataclass(frozen=True)

@@ -309,7 +309,7 @@ def _visibility(spec: Mapping[str, Any]) -> int:
 def normalise_attributes(raw: Any, pointer: str, *below: str) -> tuple[dict[str, Any], Note | None]:
     """`{name: {"value": v}}`, `{name: v}`, `[{name, value}]`, `[]`, null -> `{name: v}`.
     The note's pointer is `pointer` joined with `below` (built only for a note)."""
-    if type(raw) is dict and raw:  # as exports write them: once per annotation, so unrolled
+    if isinstance(raw, dict):  # as exports write them (first: this runs per annotation)
         out = {
             str(k): v["value"] if isinstance(v, dict) and "value" in v else v
             for k, v in raw.items()
@@ -317,13 +317,8 @@ def normalise_attributes(raw: Any, pointer: str, *below: str) -> tuple[dict[str,
         if not _PLAIN.issuperset(map(type, out.values())):
             out = {k: _clean(v) for k, v in out.items()}
         return out, None
-    if raw is None or raw == [] or raw == {}:
+    if raw is None or raw == []:
         return {}, None
-    if isinstance(raw, dict):
-        return {
-            str(k): _clean(v["value"] if isinstance(v, dict) and "value" in v else v)
-            for k, v in raw.items()
-        }, None
     if isinstance(raw, list) and all(isinstance(a, dict) and "name" in a for a in raw):
         return {str(a["name"]): _clean(a.get("value")) for a in raw}, None
     return {"value": _clean(raw)}, Note(

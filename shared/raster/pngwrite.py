@@ -12,14 +12,15 @@ from __future__ import annotations
 import functools
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from shared.raster.runs import RowRuns, row_bands
+from shared.raster.deflate import Pieces, adler_terms, continue_adler, deflate_pieces
+from shared.raster.runs import IntArray, RowRuns, Spans, ranges, row_bands
 
 _MOD_ADLER = 65521
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -38,6 +39,7 @@ def _raw_segment(
     return comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH)
 
 
+_ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KiB window, fastest
 _FINAL_EMPTY_BLOCK = b"\x03\x00"  # a final, empty fixed-Huffman block
 _IEND = _chunk(b"IEND", b"")
 
@@ -160,6 +162,106 @@ def encode_index_mask(
                 lines[starts + k] = 0
 
     return _gray_png(scanlines(), width, height, depth)
+
+
+# Runs turned into deflate data per batch: the temporaries (a few dozen 8-byte values
+# a run) stay within a few MB whatever the mask.  Measured at 1920x1080: 2^13 runs keep
+# the peak below the zlib writers' (2.71x the RGBA mask against 2.99x, 200 colours);
+# 2^15 runs took it to 3.64x for 1 ms less.
+_BATCH_RUNS = 1 << 13
+
+
+def encode_bitmasks(
+    runs: RowRuns, indices: IntArray, rows: Sequence[tuple[int, int]], width: int, height: int
+) -> list[bytes]:
+    """Each colour's full-size 1-bit PNG (1 where the colour is), for the colours at
+    `indices` into the runs' colours, whose rows are `rows` (y0, y1 exclusive).
+
+    Written from the runs, colours batched (a colour of many runs split into bands of
+    rows): each batch is one vectorised pass, each band of a colour one deflate segment,
+    the rows outside its box cached segments of zeros.
+    """
+    row_bytes = (width + 7) // 8 + 1
+    bounds = np.r_[runs.bounds, runs.index.size]
+    row = runs.grouped.row
+    # Units of work: (colour, first run, end run, first row, end row).
+    units: list[tuple[int, int, int, int, int]] = []
+    for k, (a, b, (y0, y1)) in enumerate(
+        zip(bounds[indices].tolist(), bounds[indices + 1].tolist(), rows, strict=True)
+    ):
+        cuts = [a]
+        if b - a > _BATCH_RUNS:  # whole rows, about _BATCH_RUNS runs each
+            at = np.searchsorted(row[a:b], row[a + _BATCH_RUNS : b : _BATCH_RUNS]) + a
+            cuts += sorted(set(at.tolist()) - {a})
+        tops = [y0] + [int(row[c]) for c in cuts[1:]]
+        for lo, hi, top, bottom in zip(cuts, [*cuts[1:], b], tops, [*tops[1:], y1], strict=True):
+            units.append((k, lo, hi, top, bottom))
+    segments: list[list[bytes]] = [[] for _ in rows]
+    adlers = [_adler_zeros(1, row_bytes * y0) for y0, _ in rows]
+    batch: list[tuple[int, int, int, int, int]] = []
+    taken = 0
+    for i, unit in enumerate(units):
+        batch.append(unit)
+        taken += unit[2] - unit[1]
+        if taken < _BATCH_RUNS and i + 1 < len(units):
+            continue
+        pieces = _bitmask_pieces(runs.grouped, batch, row_bytes)
+        plain, weighted = adler_terms(pieces)
+        done = deflate_pieces(pieces, final=False)
+        for (k, _, _, top, bottom), segment, a, b in zip(batch, done, plain, weighted, strict=True):
+            segments[k].append(segment)
+            adlers[k] = continue_adler(adlers[k], (bottom - top) * row_bytes, a, b)
+        batch, taken = [], 0
+    header = _header(width, height)
+    out = []
+    for (y0, y1), parts, adler in zip(rows, segments, adlers, strict=True):
+        stream = b"".join(
+            (
+                _ZLIB_HEADER,
+                _zero_run(row_bytes, y0),
+                *parts,
+                _zero_run(row_bytes, height - y1),
+                _FINAL_EMPTY_BLOCK,
+                struct.pack(">I", _adler_zeros(adler, row_bytes * (height - y1))),
+            )
+        )
+        out.append(b"".join((header, _chunk(b"IDAT", stream), _IEND)))
+    return out
+
+
+def _bitmask_pieces(
+    grouped: Spans, units: list[tuple[int, int, int, int, int]], row_bytes: int
+) -> Pieces:
+    """The non-zero bytes of each unit's rows of its colour's 1-bit mask: one stream a
+    unit, (colour, first run, end run, first row, end row)."""
+    lo = np.array([u[1] for u in units], dtype=np.int64)
+    per = np.array([u[2] - u[1] for u in units], dtype=np.int64)
+    tops = np.array([u[3] for u in units], dtype=np.int64)
+    heights = np.array([u[4] - u[3] for u in units], dtype=np.int64)
+    spans = grouped.take(ranges(lo, per))
+    owner = np.repeat(np.arange(len(units)), per)
+    x0, x1 = spans.x0, spans.x1
+    base = (spans.row - tops[owner]) * row_bytes + 1
+    first, last = x0 >> 3, (x1 - 1) >> 3
+    head = 0xFF >> (x0 & 7)
+    tail = (0xFF << (7 - ((x1 - 1) & 7))) & 0xFF
+    single = first == last
+    # Per run: its first byte (the whole run if single), the full bytes between, its last.
+    pos = np.stack([base + first, base + first + 1, base + last], axis=1)
+    piece = np.stack([np.where(single, head & tail, head), np.full_like(head, 0xFF), tail], 1)
+    count = np.stack([np.ones_like(first), np.maximum(last - first - 1, 0), ~single], axis=1)
+    keep = count.reshape(-1) > 0
+    pos, piece, count = pos.reshape(-1)[keep], piece.reshape(-1)[keep], count.reshape(-1)[keep]
+    stream = np.repeat(owner, 3)[keep]
+    # Runs a few pixels apart share a byte: one piece, their bits ORed.
+    starts = np.flatnonzero(np.r_[True, (pos[1:] != pos[:-1]) | (stream[1:] != stream[:-1])])
+    return Pieces(
+        heights * row_bytes,
+        stream[starts],
+        pos[starts],
+        np.bitwise_or.reduceat(piece, starts),
+        count[starts],
+    )
 
 
 _SUB = 1  # PNG row filter: each byte minus the byte one pixel to its left

@@ -8,7 +8,7 @@ writing its 1-bit PNG.  No per-colour full-frame scan or copy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -27,15 +27,12 @@ from shared.jsonio import dump_json
 from shared.raster.imagesize import size_from_header
 from shared.raster.outlines import outline_polygons, traced_outlines
 from shared.raster.pngread import decode_png
-from shared.raster.pngwrite import encode_bitmask, encode_index_mask
+from shared.raster.pngwrite import encode_bitmasks, encode_index_mask
 from shared.raster.runs import (
-    IntArray,
     Regions,
     RowRuns,
-    Spans,
     column_runs,
     euler_numbers,
-    ranges,
     region_summary,
     rle_strings,
     row_bands,
@@ -287,94 +284,11 @@ def add_regions(
 def _color_pngs(
     runs: RowRuns, present: list[_Present], width: int, height: int
 ) -> dict[str, bytes]:
-    """Each colour's full-size 1-bit PNG.  The scanlines of every colour's box rows are
-    set from its row runs, colours batched into one reused buffer: the Python work per
-    colour is the encode call alone."""
-    out = {}
-    for p, rows, y0 in color_scanlines(runs, present, width):
-        out[f"masks/colors/{p.entry.hex}.png"] = encode_bitmask(rows, y0, width, height)
-    return out
-
-
-# Bytes of scanlines set per batch of colours: the buffer is reused, so it stays in cache
-# and its pages are faulted in once.
-_SCANLINE_BATCH = 1 << 20
-# Runs set per numpy pass: about 80 bytes of temporaries a run, so at most ~5 MB.
-_RUN_CHUNK = 1 << 16
-
-
-def color_scanlines(
-    runs: RowRuns, present: list[_Present], width: int
-) -> Iterator[tuple[_Present, npt.NDArray[np.uint8], int]]:
-    """(region, PNG scanlines of its box rows as flat bytes, first row) for each region:
-    a 0 filter byte, then the row's pixels packed MSB first (1 where the colour is).  The
-    bytes are valid until the next item: batches of colours share one buffer."""
-    if not present:
-        return
-    row_bytes = (width + 7) // 8 + 1
-    bounds = np.r_[runs.bounds, runs.index.size]
-    colours = np.array([p.index for p in present], dtype=np.intp)
-    run_start, per = bounds[colours], bounds[colours + 1] - bounds[colours]
-    tops = np.array([p.box[1] for p in present], dtype=np.intp)
-    heights = np.array([p.box[3] - p.box[1] for p in present], dtype=np.intp)
-    offsets = np.r_[0, np.cumsum(heights)] * row_bytes  # of each colour's rows, all batched
-    buffer = np.zeros(max(_SCANLINE_BATCH, int(heights.max()) * row_bytes), dtype=np.uint8)
-    # Plain ints for the per-colour loop: numpy scalars cost a conversion on every use.
-    starts_of, tops_of = offsets.tolist(), tops.tolist()
-    lengths_of = (heights * row_bytes).tolist()
-    done = 0
-    while done < len(present):
-        # The next colours whose rows fit in the buffer (at least one).
-        end = int(np.searchsorted(offsets, offsets[done] + buffer.size, side="right")) - 1
-        end = max(end, done + 1)
-        base = starts_of[done]
-        buffer[: starts_of[end] - base] = 0
-        # The batch's runs (indices into the grouped runs) and whose each is, in chunks.
-        taken = ranges(run_start[done:end], per[done:end])
-        owner = np.repeat(np.arange(done, end), per[done:end])
-        for c0 in range(0, taken.size, _RUN_CHUNK):
-            _set_run_bits(
-                buffer,
-                runs.grouped,
-                taken[c0 : c0 + _RUN_CHUNK],
-                owner[c0 : c0 + _RUN_CHUNK],
-                offsets - base,
-                tops,
-                row_bytes,
-            )
-        for k in range(done, end):
-            lo = starts_of[k] - base
-            yield present[k], buffer[lo : lo + lengths_of[k]], tops_of[k]
-        done = end
-
-
-def _set_run_bits(
-    buffer: npt.NDArray[np.uint8],
-    spans: Spans,
-    taken: IntArray,
-    owner: IntArray,
-    offsets: IntArray,
-    tops: IntArray,
-    row_bytes: int,
-) -> None:
-    """Set the pixels of the runs `taken` in their colours' rows of `buffer` (ORed in: a
-    byte may hold runs of the colour from another chunk)."""
-    row, x0, x1 = spans.row[taken], spans.x0[taken], spans.x1[taken]
-    # Each run's row in the buffer, then its first and last pixel bytes there.
-    at = offsets[owner] + (row - tops[owner]) * row_bytes + 1
-    first, last = at + (x0 >> 3), at + ((x1 - 1) >> 3)
-    head = (0xFF >> (x0 & 7)).astype(np.uint8)
-    tail = ((0xFF << (7 - ((x1 - 1) & 7))) & 0xFF).astype(np.uint8)
-    single = first == last
-    # Bytes a run covers only in part: one byte, or its first and last.  Two runs of the
-    # colour may share such a byte: OR them together.
-    where = np.concatenate([first[single], first[~single], last[~single]])
-    bits = np.concatenate([(head & tail)[single], head[~single], tail[~single]])
-    order = np.argsort(where, kind="stable")
-    where, bits = where[order], bits[order]
-    starts = np.flatnonzero(np.r_[True, where[1:] != where[:-1]])
-    buffer[where[starts]] |= np.bitwise_or.reduceat(bits, starts)
-    buffer[ranges(first + 1, np.maximum(last - first - 1, 0))] = 0xFF
+    """Each colour's full-size 1-bit PNG, all written in one pass over their runs."""
+    indices = np.array([p.index for p in present], dtype=np.intp)
+    rows = [(p.box[1], p.box[3]) for p in present]
+    pngs = encode_bitmasks(runs, indices, rows, width, height)
+    return {f"masks/colors/{p.entry.hex}.png": png for p, png in zip(present, pngs, strict=True)}
 
 
 def _outline_regions(

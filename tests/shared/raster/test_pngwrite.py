@@ -1,5 +1,8 @@
-"""The 1-bit mask writer, read back by a strict parser: chunk CRCs, the zlib checksum and
-the exact amount of image data (decoders accept extra data with only a warning)."""
+"""The mask writers, read back by a strict parser (chunk CRCs, the zlib checksum and the
+exact amount of image data: decoders accept extra data with only a warning) and by Pillow.
+
+The writers from runs are checked against the pixels themselves; the zlib writers from
+ready pixels (the benchmark floor's) round-trip."""
 
 from __future__ import annotations
 
@@ -10,12 +13,13 @@ import zlib
 import numpy as np
 import numpy.typing as npt
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from shared.raster.pngwrite import encode_bitmask, encode_gray, encode_index_mask
-from shared.raster.runs import row_bands, row_runs
+from shared.raster import pngwrite
+from shared.raster.pngwrite import encode_bitmask, encode_bitmasks, encode_gray, encode_index_mask
+from shared.raster.runs import region_summary, row_bands, row_runs
 
 
 def strict_png(png: bytes) -> tuple[int, int, int, npt.NDArray[np.uint8]]:
@@ -99,6 +103,16 @@ def test_index_masks_round_trip(dtype: type[np.unsignedinteger]) -> None:
         assert np.array_equal(np.asarray(decoded).astype(dtype), image)
 
 
+def _labels(rng: np.random.Generator, height: int, width: int, stretch: int) -> np.ndarray:
+    """Labels 0..4 in runs of about `stretch` pixels (1: every pixel its own run)."""
+    small = rng.integers(0, 5, (height, (width + stretch - 1) // stretch)).astype(np.uint32)
+    return np.ascontiguousarray(np.repeat(small, stretch, axis=1)[:, :width])
+
+
+# Batches of one run, of a few, and the default: colours cut into bands of rows.
+BATCHES = st.sampled_from([1, 3, 7, pngwrite._BATCH_RUNS])
+
+
 @given(st.integers(1, 40), st.integers(1, 30), st.sampled_from([np.uint8, np.uint16]),
        st.data())
 def test_index_mask_from_runs_is_the_painted_images_png(width: int, height: int,
@@ -130,6 +144,50 @@ def test_index_mask_of_a_frame_wider_than_a_band(dtype: type[np.unsignedinteger]
     assert np.array_equal(strict_gray(png), painted)
 
 
+@settings(max_examples=150)
+@given(st.integers(1, 300), st.integers(1, 30), st.sampled_from([1, 2, 3, 9, 64]), BATCHES,
+       st.integers(0, 2**32 - 1))
+def test_bitmasks_from_runs_are_each_colours_pixels(
+    width: int, height: int, stretch: int, batch: int, seed: int
+) -> None:
+    """Runs a pixel or two apart share bytes; rows wider than a match of 258 bytes; any
+    subset of colours, in any order."""
+    rng = np.random.default_rng(seed)
+    labels = _labels(rng, height, width, stretch)
+    runs = row_runs(labels)
+    summary = region_summary(runs)
+    chosen = rng.permutation(runs.colors.size)[: rng.integers(1, runs.colors.size + 1)]
+    rows = [(int(summary.y0[i]), int(summary.y1[i])) for i in chosen]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pngwrite, "_BATCH_RUNS", batch)
+        pngs = encode_bitmasks(runs, chosen.astype(np.intp), rows, width, height)
+    for i, png in zip(chosen.tolist(), pngs, strict=True):
+        expected = labels == runs.colors[i]
+        assert np.array_equal(strict_bitmask(png), expected)
+        with Image.open(io.BytesIO(png)) as image:
+            assert np.array_equal(np.asarray(image.convert("L")) == 255, expected)
+
+
+def test_a_colour_of_many_runs_is_written_in_bands() -> None:
+    labels = np.zeros((40, 2100), dtype=np.uint32)
+    labels[:, ::2] = 1  # 1050 runs of colour 1 a row: bands of whole rows
+    labels[5:30, 700:] = 2
+    runs = row_runs(labels)
+    summary = region_summary(runs)
+    rows = [(int(summary.y0[i]), int(summary.y1[i])) for i in range(runs.colors.size)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pngwrite, "_BATCH_RUNS", 2000)
+        pngs = encode_bitmasks(runs, np.arange(runs.colors.size), rows, 2100, 40)
+    for i, png in enumerate(pngs):
+        assert np.array_equal(strict_bitmask(png), labels == runs.colors[i])
+
+
+def test_bitmasks_of_no_colours() -> None:
+    runs = row_runs(np.zeros((3, 4), dtype=np.uint32))
+    assert encode_bitmasks(runs, np.zeros(0, dtype=np.intp), [], 4, 3) == []
+
+
 def test_index_mask_refuses_other_depths() -> None:
     with pytest.raises(ValueError, match="8 or 16 bits"):
         encode_gray(np.zeros((4, 6), np.uint32))
+

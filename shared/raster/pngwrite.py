@@ -9,10 +9,12 @@ arithmetically over the zero runs.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
+from itertools import pairwise
 from typing import Any
 
 import cv2
@@ -169,35 +171,40 @@ def encode_index_mask(
 # the peak below the zlib writers' (2.71x the RGBA mask against 2.99x, 200 colours);
 # 2^15 runs took it to 3.64x for 1 ms less.
 _BATCH_RUNS = 1 << 13
+_GAP_BYTES = 1 << 12
 
 
-def encode_bitmasks(
-    runs: RowRuns, indices: IntArray, rows: Sequence[tuple[int, int]], width: int, height: int
-) -> list[bytes]:
+def encode_bitmasks(runs: RowRuns, indices: IntArray, width: int, height: int) -> list[bytes]:
     """Each colour's full-size 1-bit PNG (1 where the colour is), for the colours at
-    `indices` into the runs' colours, whose rows are `rows` (y0, y1 exclusive).
+    `indices` into the runs' colours.
 
-    Written from the runs, colours batched (a colour of many runs split into bands of
-    rows): each batch is one vectorised pass, each band of a colour one deflate segment,
-    the rows outside its box cached segments of zeros.
+    Written from the runs.  A colour's rows that hold runs are cut into units (at most
+    about _BATCH_RUNS runs, no gap of many empty rows inside), each unit one deflate
+    segment; the empty rows around and between units are cached segments of zeros.
+    Units are batched, each batch one vectorised pass.
     """
     row_bytes = (width + 7) // 8 + 1
     bounds = np.r_[runs.bounds, runs.index.size]
     row = runs.grouped.row
+    # Empty rows worth a cached zero segment: a gap inside a unit costs a match of 258
+    # bytes per 258 zeros, so units never hold more than a few KB of empty rows.
+    gap_rows = max(1, _GAP_BYTES // row_bytes)
+    gaps = (np.flatnonzero(row[1:] - row[:-1] > gap_rows) + 1).tolist()
     # Units of work: (colour, first run, end run, first row, end row).
     units: list[tuple[int, int, int, int, int]] = []
-    for k, (a, b, (y0, y1)) in enumerate(
-        zip(bounds[indices].tolist(), bounds[indices + 1].tolist(), rows, strict=True)
+    for k, (a, b) in enumerate(
+        zip(bounds[indices].tolist(), bounds[indices + 1].tolist(), strict=True)
     ):
-        cuts = [a]
+        cuts = set(gaps[bisect.bisect_right(gaps, a) : bisect.bisect_left(gaps, b)])
         if b - a > _BATCH_RUNS:  # whole rows, about _BATCH_RUNS runs each
             at = np.searchsorted(row[a:b], row[a + _BATCH_RUNS : b : _BATCH_RUNS]) + a
-            cuts += sorted(set(at.tolist()) - {a})
-        tops = [y0] + [int(row[c]) for c in cuts[1:]]
-        for lo, hi, top, bottom in zip(cuts, [*cuts[1:], b], tops, [*tops[1:], y1], strict=True):
-            units.append((k, lo, hi, top, bottom))
-    segments: list[list[bytes]] = [[] for _ in rows]
-    adlers = [_adler_zeros(1, row_bytes * y0) for y0, _ in rows]
+            cuts.update(at.tolist())
+        ends = [a, *sorted(cuts - {a}), b]
+        for lo, hi in pairwise(ends):
+            units.append((k, lo, hi, int(row[lo]), int(row[hi - 1]) + 1))
+    parts: list[list[bytes]] = [[] for _ in range(indices.size)]
+    adlers = [1] * indices.size
+    done_rows = [0] * indices.size
     batch: list[tuple[int, int, int, int, int]] = []
     taken = 0
     for i, unit in enumerate(units):
@@ -207,19 +214,23 @@ def encode_bitmasks(
             continue
         pieces = _bitmask_pieces(runs.grouped, batch, row_bytes)
         plain, weighted = adler_terms(pieces)
-        done = deflate_pieces(pieces, final=False)
-        for (k, _, _, top, bottom), segment, a, b in zip(batch, done, plain, weighted, strict=True):
-            segments[k].append(segment)
+        segments = deflate_pieces(pieces, final=False)
+        for (k, _, _, top, bottom), segment, a, b in zip(
+            batch, segments, plain, weighted, strict=True
+        ):
+            empty = top - done_rows[k]
+            parts[k] += [_zero_run(row_bytes, empty), segment]
+            adlers[k] = _adler_zeros(adlers[k], row_bytes * empty)
             adlers[k] = continue_adler(adlers[k], (bottom - top) * row_bytes, a, b)
+            done_rows[k] = bottom
         batch, taken = [], 0
     header = _header(width, height)
     out = []
-    for (y0, y1), parts, adler in zip(rows, segments, adlers, strict=True):
+    for segments, adler, y1 in zip(parts, adlers, done_rows, strict=True):
         stream = b"".join(
             (
                 _ZLIB_HEADER,
-                _zero_run(row_bytes, y0),
-                *parts,
+                *segments,
                 _zero_run(row_bytes, height - y1),
                 _FINAL_EMPTY_BLOCK,
                 struct.pack(">I", _adler_zeros(adler, row_bytes * (height - y1))),

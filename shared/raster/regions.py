@@ -286,8 +286,7 @@ def _color_pngs(
 ) -> dict[str, bytes]:
     """Each colour's full-size 1-bit PNG, all written in one pass over their runs."""
     indices = np.array([p.index for p in present], dtype=np.intp)
-    rows = [(p.box[1], p.box[3]) for p in present]
-    pngs = encode_bitmasks(runs, indices, rows, width, height)
+    pngs = encode_bitmasks(runs, indices, width, height)
     return {f"masks/colors/{p.entry.hex}.png": png for p, png in zip(present, pngs, strict=True)}
 
 

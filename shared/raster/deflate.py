@@ -99,7 +99,7 @@ class Pieces:
     count: IntArray
 
 
-def adler_terms(pieces: Pieces) -> tuple[list[int], list[int]]:
+def adler_terms(pieces: Pieces) -> tuple[IntArray, IntArray]:
     """Per stream, modulo 65521: the sum of its bytes, and the sum of each byte times the
     number of bytes from it to the end (itself included): what its data adds to
     Adler-32's A and B beyond B's n * A_before (`continue_adler`)."""
@@ -115,14 +115,14 @@ def adler_terms(pieces: Pieces) -> tuple[list[int], list[int]]:
     sums = np.zeros(streams, dtype=np.int64)
     moments = np.zeros(streams, dtype=np.int64)
     if stream.size:
-        first = np.flatnonzero(np.r_[True, stream[1:] != stream[:-1]])
+        first = np.flatnonzero(_changes(stream))
         at = stream[first]
         sums[at] = np.add.reduceat(plain, first)
         moments[at] = np.add.reduceat(offsets, first)
     sums %= MOD_ADLER
     moments %= MOD_ADLER
     weighted = (pieces.sizes % MOD_ADLER * sums - moments) % MOD_ADLER
-    return sums.tolist(), weighted.tolist()
+    return sums, weighted
 
 
 def _mod_offsets(v: IntArray, n: IntArray, pos: IntArray) -> IntArray:
@@ -168,7 +168,7 @@ def deflate_pieces(pieces: Pieces, final: bool) -> list[bytes]:
     # Entries: each piece, then per stream one for the zeros after its last piece.  The
     # temporaries are dropped as soon as used: they are the writer's peak memory.
     ends = np.cumsum(np.bincount(pieces.stream, minlength=streams)) + np.arange(streams)
-    first = np.r_[0, ends[:-1] + 1]
+    first = ends - np.diff(ends, prepend=-1) + 1
     entries = count.size + streams
     is_piece = np.ones(entries, dtype=bool)
     is_piece[ends] = False
@@ -245,12 +245,20 @@ def _or_copies(words: npt.NDArray[np.uint64], starts: IntArray, copies: IntArray
         _or_tokens(words, at, np.full(total, _M258_CODE, dtype=np.int64))
 
 
+def _changes(values: IntArray) -> npt.NDArray[np.bool_]:
+    """Where a value differs from the one before (the first always does)."""
+    out = np.empty(values.size, dtype=bool)
+    out[:1] = True
+    np.not_equal(values[1:], values[:-1], out=out[1:])
+    return out
+
+
 def _or_tokens(words: npt.NDArray[np.uint64], at: IntArray, code: IntArray) -> None:
     """OR codes of at most 64 bits into an LSB-first bit stream of 64-bit words at bit
     positions `at` (ascending; the codes' bits disjoint)."""
     word, shift = at >> 6, (at & 63).astype(np.uint64)
     code = code.astype(np.uint64)
-    group = np.flatnonzero(np.r_[True, word[1:] != word[:-1]])
+    group = np.flatnonzero(_changes(word))
     words[word[group]] |= np.bitwise_or.reduceat(code << shift, group)
     cross = np.flatnonzero((shift > 0) & ((code >> (np.uint64(64) - shift)) > 0))
     words[word[cross] + 1] |= code[cross] >> (np.uint64(64) - shift[cross])

@@ -9,7 +9,6 @@ arithmetically over the zero runs.
 
 from __future__ import annotations
 
-import bisect
 import functools
 import struct
 import zlib
@@ -21,7 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from shared.raster.deflate import Pieces, adler_terms, continue_adler, deflate_pieces
+from shared.raster.deflate import MOD_ADLER, Pieces, adler_terms, deflate_pieces
 from shared.raster.runs import IntArray, RowRuns, Spans, ranges, row_bands
 
 _MOD_ADLER = 65521
@@ -171,7 +170,7 @@ def encode_index_mask(
 # the peak below the zlib writers' (2.71x the RGBA mask against 2.99x, 200 colours);
 # 2^15 runs took it to 3.64x for 1 ms less.
 _BATCH_RUNS = 1 << 13
-_GAP_BYTES = 1 << 12
+_GAP_BYTES = 1 << 10
 
 
 def encode_bitmasks(runs: RowRuns, indices: IntArray, width: int, height: int) -> list[bytes]:
@@ -181,78 +180,112 @@ def encode_bitmasks(runs: RowRuns, indices: IntArray, width: int, height: int) -
     Written from the runs.  A colour's rows that hold runs are cut into units (at most
     about _BATCH_RUNS runs, no gap of many empty rows inside), each unit one deflate
     segment; the empty rows around and between units are cached segments of zeros.
-    Units are batched, each batch one vectorised pass.
+    Units are batched, each batch one vectorised pass; what is left per colour is
+    joining its bytes.
     """
+    if not indices.size:
+        return []
     row_bytes = (width + 7) // 8 + 1
-    bounds = np.r_[runs.bounds, runs.index.size]
     row = runs.grouped.row
-    # Empty rows worth a cached zero segment: a gap inside a unit costs a match of 258
-    # bytes per 258 zeros, so units never hold more than a few KB of empty rows.
-    gap_rows = max(1, _GAP_BYTES // row_bytes)
-    gaps = (np.flatnonzero(row[1:] - row[:-1] > gap_rows) + 1).tolist()
-    # Units of work: (colour, first run, end run, first row, end row).
-    units: list[tuple[int, int, int, int, int]] = []
-    for k, (a, b) in enumerate(
-        zip(bounds[indices].tolist(), bounds[indices + 1].tolist(), strict=True)
-    ):
-        cuts = set(gaps[bisect.bisect_right(gaps, a) : bisect.bisect_left(gaps, b)])
-        if b - a > _BATCH_RUNS:  # whole rows, about _BATCH_RUNS runs each
-            at = np.searchsorted(row[a:b], row[a + _BATCH_RUNS : b : _BATCH_RUNS]) + a
-            cuts.update(at.tolist())
-        ends = [a, *sorted(cuts - {a}), b]
-        for lo, hi in pairwise(ends):
-            units.append((k, lo, hi, int(row[lo]), int(row[hi - 1]) + 1))
-    parts: list[list[bytes]] = [[] for _ in range(indices.size)]
-    adlers = [1] * indices.size
-    done_rows = [0] * indices.size
-    batch: list[tuple[int, int, int, int, int]] = []
-    taken = 0
-    for i, unit in enumerate(units):
-        batch.append(unit)
-        taken += unit[2] - unit[1]
-        if taken < _BATCH_RUNS and i + 1 < len(units):
-            continue
-        pieces = _bitmask_pieces(runs.grouped, batch, row_bytes)
-        plain, weighted = adler_terms(pieces)
-        segments = deflate_pieces(pieces, final=False)
-        for (k, _, _, top, bottom), segment, a, b in zip(
-            batch, segments, plain, weighted, strict=True
-        ):
-            empty = top - done_rows[k]
-            parts[k] += [_zero_run(row_bytes, empty), segment]
-            adlers[k] = _adler_zeros(adlers[k], row_bytes * empty)
-            adlers[k] = continue_adler(adlers[k], (bottom - top) * row_bytes, a, b)
-            done_rows[k] = bottom
-        batch, taken = [], 0
+    bounds = np.append(runs.bounds, runs.index.size)
+    a, b = bounds[indices], bounds[indices + 1]
+    # Cut before a run after many empty rows: inside a unit, empty rows cost a match of
+    # 258 bytes per 258 zeros; between units, a cached segment.
+    cuts = np.flatnonzero(row[1:] - row[:-1] > max(1, _GAP_BYTES // row_bytes)) + 1
+    many = np.flatnonzero(b - a > _BATCH_RUNS)
+    if many.size:  # and in whole rows, about _BATCH_RUNS runs each
+        bands = [
+            np.searchsorted(row[lo:hi], row[lo + _BATCH_RUNS : hi : _BATCH_RUNS]) + lo
+            for lo, hi in zip(a[many].tolist(), b[many].tolist(), strict=True)
+        ]
+        cuts = np.union1d(cuts, np.concatenate(bands))
+    # Units, colour by colour: from the colour's first run, then from each cut inside.
+    lo_cut = np.searchsorted(cuts, a, side="right")
+    inside = np.maximum(np.searchsorted(cuts, b, side="left") - lo_cut, 0)
+    per_colour = inside + 1
+    first = np.cumsum(per_colour) - per_colour
+    last = first + inside
+    start = np.empty(int(per_colour.sum()), dtype=np.int64)
+    later = np.ones(start.size, dtype=bool)
+    later[first] = False
+    start[first], start[later] = a, cuts[ranges(lo_cut, inside)]
+    end = np.empty_like(start)
+    end[:-1] = start[1:]
+    end[last] = b
+    top, bottom = row[start], row[end - 1] + 1
+    count = end - start
+    segments: list[bytes] = []
+    plain, weighted = [], []
+    batch = (np.cumsum(count) - count) // _BATCH_RUNS
+    edges = [0, *(np.flatnonzero(batch[1:] != batch[:-1]) + 1).tolist(), start.size]
+    for u0, u1 in pairwise(edges):
+        pieces = _bitmask_pieces(
+            runs.grouped, start[u0:u1], count[u0:u1], top[u0:u1], bottom[u0:u1], row_bytes
+        )
+        segments += deflate_pieces(pieces, final=False)
+        sums, moments = adler_terms(pieces)
+        plain.append(sums)
+        weighted.append(moments)
+    adlers = _combined_adlers(
+        np.concatenate(plain), np.concatenate(weighted), bottom, first, height, row_bytes
+    ).tolist()
+    # The empty rows before each unit, and after each colour's last.
+    empty = top.copy()
+    empty[later] -= bottom[:-1][later[1:]]
+    zeros = [_zero_run(row_bytes, rows) for rows in empty.tolist()]
+    parts = [part for pair in zip(zeros, segments, strict=True) for part in pair]
     header = _header(width, height)
     out = []
-    for segments, adler, y1 in zip(parts, adlers, done_rows, strict=True):
+    for f, n, y1, adler in zip(
+        first.tolist(), per_colour.tolist(), bottom[last].tolist(), adlers, strict=True
+    ):
         stream = b"".join(
             (
                 _ZLIB_HEADER,
-                *segments,
+                *parts[2 * f : 2 * (f + n)],
                 _zero_run(row_bytes, height - y1),
                 _FINAL_EMPTY_BLOCK,
-                struct.pack(">I", _adler_zeros(adler, row_bytes * (height - y1))),
+                struct.pack(">I", adler),
             )
         )
         out.append(b"".join((header, _chunk(b"IDAT", stream), _IEND)))
     return out
 
 
+def _combined_adlers(
+    plain: IntArray,
+    weighted: IntArray,
+    bottom: IntArray,
+    first: IntArray,
+    height: int,
+    row_bytes: int,
+) -> IntArray:
+    """Adler-32 of each colour's whole image data from its units' terms (`adler_terms`),
+    the rest zeros: with L bytes in all, A = 1 + the bytes' sum, B = L + the sum of each
+    byte times the bytes from it to the end, which for a unit ending at byte e is its
+    weighted term plus its plain one times L - e."""
+    total = height * row_bytes
+    after = (total - bottom * row_bytes) % MOD_ADLER
+    a = (1 + np.add.reduceat(plain, first)) % MOD_ADLER
+    b = (total + np.add.reduceat(weighted + plain * after % MOD_ADLER, first)) % MOD_ADLER
+    adlers: IntArray = (b << 16) | a
+    return adlers
+
+
 def _bitmask_pieces(
-    grouped: Spans, units: list[tuple[int, int, int, int, int]], row_bytes: int
+    grouped: Spans,
+    start: IntArray,
+    count: IntArray,
+    top: IntArray,
+    bottom: IntArray,
+    row_bytes: int,
 ) -> Pieces:
-    """The non-zero bytes of each unit's rows of its colour's 1-bit mask: one stream a
-    unit, (colour, first run, end run, first row, end row)."""
-    lo = np.array([u[1] for u in units], dtype=np.int64)
-    per = np.array([u[2] - u[1] for u in units], dtype=np.int64)
-    tops = np.array([u[3] for u in units], dtype=np.int64)
-    heights = np.array([u[4] - u[3] for u in units], dtype=np.int64)
-    spans = grouped.take(ranges(lo, per))
-    owner = np.repeat(np.arange(len(units)), per)
+    """The non-zero bytes of each unit's rows of its colour's 1-bit mask, one stream a
+    unit: the `count` runs from `start` on, rows `top` to `bottom`."""
+    spans = grouped.take(ranges(start, count))
+    owner = np.repeat(np.arange(start.size), count)
     x0, x1 = spans.x0, spans.x1
-    base = (spans.row - tops[owner]) * row_bytes + 1
+    base = (spans.row - top[owner]) * row_bytes + 1
     first, last = x0 >> 3, (x1 - 1) >> 3
     head = 0xFF >> (x0 & 7)
     tail = (0xFF << (7 - ((x1 - 1) & 7))) & 0xFF
@@ -260,18 +293,22 @@ def _bitmask_pieces(
     # Per run: its first byte (the whole run if single), the full bytes between, its last.
     pos = np.stack([base + first, base + first + 1, base + last], axis=1)
     piece = np.stack([np.where(single, head & tail, head), np.full_like(head, 0xFF), tail], 1)
-    count = np.stack([np.ones_like(first), np.maximum(last - first - 1, 0), ~single], axis=1)
-    keep = count.reshape(-1) > 0
-    pos, piece, count = pos.reshape(-1)[keep], piece.reshape(-1)[keep], count.reshape(-1)[keep]
+    counts = np.stack([np.ones_like(first), np.maximum(last - first - 1, 0), ~single], axis=1)
+    keep = counts.reshape(-1) > 0
+    pos, piece, counts = pos.reshape(-1)[keep], piece.reshape(-1)[keep], counts.reshape(-1)[keep]
     stream = np.repeat(owner, 3)[keep]
     # Runs a few pixels apart share a byte: one piece, their bits ORed.
-    starts = np.flatnonzero(np.r_[True, (pos[1:] != pos[:-1]) | (stream[1:] != stream[:-1])])
+    new = np.empty(pos.size, dtype=bool)
+    new[:1] = True
+    np.not_equal(pos[1:], pos[:-1], out=new[1:])
+    new[1:] |= stream[1:] != stream[:-1]
+    starts = np.flatnonzero(new)
     return Pieces(
-        heights * row_bytes,
+        (bottom - top) * row_bytes,
         stream[starts],
         pos[starts],
         np.bitwise_or.reduceat(piece, starts),
-        count[starts],
+        counts[starts],
     )
 
 

@@ -9,7 +9,7 @@ writing its 1-bit PNG.  No per-colour full-frame scan or copy.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from shared.raster.outlines import outline_polygons, traced_outlines
 from shared.raster.pngread import decode_png
 from shared.raster.pngwrite import encode_bitmasks, encode_index_mask
 from shared.raster.runs import (
+    IntArray,
     Regions,
     RowRuns,
     column_runs,
@@ -154,6 +155,25 @@ def add_regions(
 ) -> RasterResult:
     """Add one annotation per legend colour present; return the mask files and legend
     (`files=False`: the annotations alone, no PNG encoded)."""
+    # A second thread takes long calls that release the GIL (numpy passes over the
+    # frame, zlib): first the column runs of COCO's RLEs, which need only the pixels,
+    # while this thread finds the row runs; then the index masks, band by band, while
+    # this one does the per-colour work.  Sharing the per-colour work measured slower:
+    # two threads of short calls queue for the GIL.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        columns = pool.submit(column_runs, mask.packed)
+        return _add_regions(builder, mask, entries, options, files, pool, columns)
+
+
+def _add_regions(
+    builder: CocoBuilder,
+    mask: Mask,
+    entries: Sequence[LegendEntry],
+    options: Options,
+    files: bool,
+    pool: ThreadPoolExecutor,
+    columns: Future[tuple[IntArray, npt.NDArray[np.uint32]]],
+) -> RasterResult:
     width, height = mask.width, mask.height
     runs = row_runs(mask.packed)
     regions = region_summary(runs)
@@ -201,28 +221,20 @@ def add_regions(
     semantic_of[at] = [p.annotation["category_id"] for p in present]
     instance_of[at] = [p.annotation["id"] for p in present]
     shape = (height, width)
-    # A second thread writes the index masks band by band (zlib releases the GIL while
-    # it deflates) while this one does the per-colour work.  Only long GIL-free
-    # calls go there: sharing the colour PNGs, short calls, measured slower than not,
-    # the threads queueing for the GIL at every call.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        index_pngs = pool.submit(
-            lambda: (
-                [encode_index_mask(runs, lut, shape) for lut in (semantic_of, instance_of)]
-                if files
-                else [b"", b""]
-            )
+    index_pngs = pool.submit(
+        lambda: (
+            [encode_index_mask(runs, lut, shape) for lut in (semantic_of, instance_of)]
+            if files
+            else [b"", b""]
         )
-        mode = options.raster_segmentation
-        ious, kinds, exact_needed = _outline_regions(mask, runs, regions, present, mode)
-        colors = [p.entry.rgb for p, _ in exact_needed]
-        # The column-run pass queues behind the index masks; if the helper has not
-        # reached it by the time the colour PNGs are written, this thread takes it back.
-        rle_job = pool.submit(exact_rles, mask.packed, colors)
-        color_pngs = _color_pngs(runs, present, width, height) if files else {}
-        counts = exact_rles(mask.packed, colors) if rle_job.cancel() else rle_job.result()
-        _finish_exact(exact_needed, counts, [height, width], ious, kinds)
-        semantic_png, instances_png = index_pngs.result()
+    )
+    mode = options.raster_segmentation
+    ious, kinds, exact_needed = _outline_regions(mask, runs, regions, present, mode)
+    color_pngs = _color_pngs(runs, present, width, height) if files else {}
+    colors = [p.entry.rgb for p, _ in exact_needed]
+    counts = rle_strings(*columns.result(), np.array(colors, dtype=np.uint32), mask.packed.size)
+    _finish_exact(exact_needed, counts, [height, width], ious, kinds)
+    semantic_png, instances_png = index_pngs.result()
     out = {"masks/semantic.png": semantic_png, "masks/instances.png": instances_png}
     out.update(color_pngs)
     builder.counts["raster_regions"] += len(present)
@@ -341,15 +353,6 @@ def _outline_regions(
             exact_needed.append((p, [next(drawn) for _ in range(n)]))
     exact_needed.sort(key=lambda item: item[0].entry.rgb)
     return ious, kinds, exact_needed
-
-
-def exact_rles(packed: npt.NDArray[np.uint32], colors: list[int]) -> list[str]:
-    """COCO's compressed RLE counts of `packed == c` for each colour (ascending)."""
-    if not colors:
-        return []
-    start, values = column_runs(packed)
-    wanted = np.array(colors, dtype=np.uint32)
-    return rle_strings(start, values, wanted, packed.size)
 
 
 def _finish_exact(

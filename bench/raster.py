@@ -3,12 +3,15 @@
 `python -m bench.raster` runs 1920x1080 with 20/200/1000 colours and 4096x3072 with 200;
 `--full` adds 8192x8192 with 200 (the guide's baseline is skipped at 8192x8192 unless `--guide-all`:
 it takes minutes).  The floor is the issue's: decode the mask with the fastest decoder installed (libspng through
-pyspng, else OpenCV) plus encode every PNG output (index masks and 1-bit colour masks, from
-their ready pixels, same libraries and settings);
+pyspng, else OpenCV) plus encode every PNG output from its ready pixels with zlib at the
+fastest settings (level 1, run-length matches; the 1-bit colour masks' zero rows from
+cached segments: shared/raster/pngwrite.py's zlib writers).  Ours writes the index masks
+with those same writers, but the colour masks' deflate streams straight from the runs
+(shared/raster/deflate.py), so `size` compares our outputs' bytes with the floor's.
 `vs dec+idx` is the stricter ratio to decoding plus the two index masks alone.  Times are
-wall-clock medians.  Ours encodes the two index masks on a
-second thread, so `ours cpu` (process CPU time, both threads) is printed beside it: on a
-single vCPU the wall time tends to the CPU time.  The floor is single-threaded.  Peak memory
+wall-clock medians.  Ours works on a second thread too, so `ours cpu` (process CPU time,
+both threads) is printed beside it: on a single vCPU the wall time tends to the CPU time.
+The floor is single-threaded.  Peak memory
 is the growth of the process's resident high-water mark (VmHWM, reset just before) during
 one conversion in a fresh child process: it counts OpenCV's and zlib's allocations too,
 which tracemalloc would miss.
@@ -114,13 +117,15 @@ def floor_index(data: bytes, outputs: Outputs) -> None:
         encode_gray(image)
 
 
-def floor(data: bytes, outputs: Outputs) -> None:
+def floor(data: bytes, outputs: Outputs) -> int:
     """The issue's floor: decode the mask, encode every PNG output from its ready pixels
-    with the same writers and settings as ours (zlib through shared/pngwrite.py: the index
-    masks band by band, the 1-bit colour masks skipping their zero rows)."""
+    with zlib (shared/pngwrite.py: the index masks band by band, the 1-bit colour masks
+    skipping their zero rows); returns the bytes written."""
     floor_index(data, outputs)
+    written = sum(len(encode_gray(image)) for image in outputs.index_images)
     for scanlines, y0, width, height in outputs.colour_rows:
-        encode_bitmask(scanlines, y0, width, height)
+        written += len(encode_bitmask(scanlines, y0, width, height))
+    return written
 
 
 P = ParamSpec("P")
@@ -188,14 +193,18 @@ def main() -> None:
     print(f"floor: decode with {DECODER} (the fastest decoder installed), then encode every "
           "PNG output from ready pixels; target: ours <= 1.3x the floor")
     print(f"{'mask':>10} {'colours':>7} {'guide s':>8} {'ours s':>7} {'ours cpu':>8} "
-          f"{'speed-up':>8} {'floor s':>7} {'vs floor':>8} {'vs dec+idx':>10} {'peak/RGBA':>9}")
+          f"{'speed-up':>8} {'floor s':>7} {'vs floor':>8} {'vs dec+idx':>10} {'peak/RGBA':>9} "
+          f"{'size':>5}")
     for width, height, n in cases:
         colors = palette(n)
         data = encode_png(paint(width, height, colors))
         entries, _ = parse_legend(legend_for(colors), None, "")
         ids = {"road": 1, "car": 2}
         # The first call also warms caches (zero-row deflate segments, imports).
-        outputs = decoded_outputs(ours(data, entries, ids))
+        files = ours(data, entries, ids)
+        outputs = decoded_outputs(files)
+        png_bytes = sum(len(v) for k, v in files.items() if k.endswith(".png"))
+        size = png_bytes / floor(data, outputs)
         runs = 9 if width * height <= 1920 * 1080 else 7
         (ours_s, ours_cpu), (floor_s, _), (index_s, _) = paired_medians(runs, [
             partial(ours, data, entries, ids), partial(floor, data, outputs),
@@ -205,7 +214,7 @@ def main() -> None:
         guide_s = timed(guide_split, data)[0] if run_guide else float("nan")
         print(f"{width}x{height:<5} {n:>7} {guide_s:>8.2f} {ours_s:>7.3f} {ours_cpu:>8.3f} "
               f"{guide_s / ours_s:>7.0f}x {floor_s:>7.3f} {ours_s / floor_s:>7.2f}x "
-              f"{ours_s / index_s:>9.2f}x {peak / (width * height * 4):>8.2f}x")
+              f"{ours_s / index_s:>9.2f}x {peak / (width * height * 4):>8.2f}x {size:>4.2f}x")
 
 
 if __name__ == "__main__":

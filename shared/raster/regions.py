@@ -27,7 +27,7 @@ from shared.jsonio import dump_json
 from shared.raster.imagesize import size_from_header
 from shared.raster.outlines import outline_polygons, traced_outlines
 from shared.raster.pngread import decode_png
-from shared.raster.pngwrite import encode_bitmasks, encode_index_mask
+from shared.raster.pngwrite import encode_bitmasks, encode_index_pngs
 from shared.raster.runs import (
     IntArray,
     Regions,
@@ -222,11 +222,7 @@ def _add_regions(
     instance_of[at] = [p.annotation["id"] for p in present]
     shape = (height, width)
     index_pngs = pool.submit(
-        lambda: (
-            [encode_index_mask(runs, lut, shape) for lut in (semantic_of, instance_of)]
-            if files
-            else [b"", b""]
-        )
+        lambda: encode_index_pngs(runs, [semantic_of, instance_of], shape) if files else [b"", b""]
     )
     mode = options.raster_segmentation
     ious, kinds, exact_needed = _outline_regions(mask, runs, regions, present, mode)

@@ -19,7 +19,13 @@ from PIL import Image
 
 from shared.raster import pngwrite
 from shared.raster.deflate import Pieces, deflate_pieces
-from shared.raster.pngwrite import encode_bitmask, encode_bitmasks, encode_gray, encode_index_mask
+from shared.raster.pngwrite import (
+    encode_bitmask,
+    encode_bitmasks,
+    encode_gray,
+    encode_index_mask,
+    encode_index_pngs,
+)
 from shared.raster.runs import row_bands, row_runs
 
 
@@ -143,6 +149,52 @@ def test_index_mask_of_a_frame_wider_than_a_band(dtype: type[np.unsignedinteger]
     png = encode_index_mask(runs, lut, labels.shape)
     assert png == encode_gray(painted)
     assert np.array_equal(strict_gray(png), painted)
+
+
+@settings(max_examples=150)
+@given(st.integers(1, 300), st.integers(1, 30), st.sampled_from([1, 2, 5, 90]), BATCHES,
+       st.sampled_from([0, 10**9]), st.integers(0, 2**32 - 1))
+def test_index_masks_by_either_writer_are_the_painted_images(
+    width: int, height: int, stretch: int, batch: int, per_run: int, seed: int
+) -> None:
+    """From the runs (bands of one run, a few, the default) or by zlib: the same pixels."""
+    rng = np.random.default_rng(seed)
+    labels = _labels(rng, height, width, stretch)
+    runs = row_runs(labels)
+    luts: list[npt.NDArray[np.unsignedinteger]] = [
+        rng.integers(0, 256, runs.colors.size).astype(np.uint8),
+        rng.integers(0, 65536, runs.colors.size).astype(np.uint16),
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pngwrite, "_BATCH_RUNS", batch)
+        patch.setattr(pngwrite, "RUNS_WRITER_PIXELS_PER_RUN", per_run)
+        pngs = encode_index_pngs(runs, luts, labels.shape)
+    for png, lut in zip(pngs, luts, strict=True):
+        painted = lut[np.searchsorted(runs.colors, labels)]
+        assert np.array_equal(strict_gray(png), painted)
+        with Image.open(io.BytesIO(png)) as decoded:
+            assert np.array_equal(np.asarray(decoded).astype(lut.dtype), painted)
+
+
+def test_index_masks_take_the_writer_for_their_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    few = row_runs(np.zeros((200, 300), dtype=np.uint32))  # 200 runs, 300 pixels each
+    many = row_runs(np.arange(200 * 300, dtype=np.uint32).reshape(200, 300))
+    lut = np.zeros(1, dtype=np.uint8)
+    used: list[str] = []
+
+    def runs_writer(*args: object) -> list[bytes]:
+        used.append("runs")
+        return []
+
+    def zlib_writer(*args: object) -> bytes:
+        used.append("zlib")
+        return b""
+
+    monkeypatch.setattr(pngwrite, "encode_index_masks", runs_writer)
+    monkeypatch.setattr(pngwrite, "encode_index_mask", zlib_writer)
+    encode_index_pngs(few, [lut], (200, 300))
+    encode_index_pngs(many, [np.zeros(many.colors.size, dtype=np.uint8)], (200, 300))
+    assert used == ["runs", "zlib"]
 
 
 @settings(max_examples=150)

@@ -350,7 +350,7 @@ def test_without_files_the_coco_is_the_same_and_no_png_is_encoded(
     def refuse(*args: Any, **kwargs: Any) -> bytes:
         raise AssertionError("a PNG was encoded")
 
-    monkeypatch.setattr(regions, "encode_index_mask", refuse)
+    monkeypatch.setattr(regions, "encode_index_pngs", refuse)
     monkeypatch.setattr(regions, "encode_bitmasks", refuse)
     output = convert_job(job, "seg/a", Inputs(mask=encode_png(rgba), ids=ids),
                          Options(raster_segmentation=mode), Limits(), files=False)

@@ -110,19 +110,18 @@ def floor_decode(data: bytes) -> None:
         cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
 
 
-def floor_index(data: bytes, outputs: Outputs) -> None:
-    """Decode the mask, encode the two full-frame index masks (same writer, settings)."""
+def floor_index(data: bytes, outputs: Outputs) -> int:
+    """Decode the mask, encode the two full-frame index masks (zlib, band by band);
+    returns the bytes written."""
     floor_decode(data)
-    for image in outputs.index_images:
-        encode_gray(image)
+    return sum(len(encode_gray(image)) for image in outputs.index_images)
 
 
 def floor(data: bytes, outputs: Outputs) -> int:
     """The issue's floor: decode the mask, encode every PNG output from its ready pixels
     with zlib (shared/pngwrite.py: the index masks band by band, the 1-bit colour masks
     skipping their zero rows); returns the bytes written."""
-    floor_index(data, outputs)
-    written = sum(len(encode_gray(image)) for image in outputs.index_images)
+    written = floor_index(data, outputs)
     for scanlines, y0, width, height in outputs.colour_rows:
         written += len(encode_bitmask(scanlines, y0, width, height))
     return written

@@ -226,9 +226,17 @@ def _add_regions(
     )
     mode = options.raster_segmentation
     ious, kinds, exact_needed = _outline_regions(mask, runs, regions, present, mode)
+    wanted = np.array([p.entry.rgb for p, _ in exact_needed], dtype=np.uint32)
+
+    def rles() -> list[str]:
+        return rle_strings(*columns.result(), wanted, mask.packed.size)
+
+    # The RLE strings queue behind the index masks; if the helper has not reached them
+    # when the colour PNGs are done, this thread takes them back (1000 colours: 1.30x
+    # the floor against 1.38x computing them here).
+    rle_job = pool.submit(rles)
     color_pngs = _color_pngs(runs, present, width, height) if files else {}
-    colors = [p.entry.rgb for p, _ in exact_needed]
-    counts = rle_strings(*columns.result(), np.array(colors, dtype=np.uint32), mask.packed.size)
+    counts = rles() if rle_job.cancel() else rle_job.result()
     _finish_exact(exact_needed, counts, [height, width], ious, kinds)
     semantic_png, instances_png = index_pngs.result()
     out = {"masks/semantic.png": semantic_png, "masks/instances.png": instances_png}

@@ -225,11 +225,20 @@ def test_a_colour_of_many_runs_is_written_in_bands() -> None:
     labels[:, ::2] = 1  # 1050 runs of colour 1 a row: bands of whole rows
     labels[5:30, 700:] = 2
     runs = row_runs(labels)
+    batches: list[int] = []  # pieces a vectorised pass
+
+    def counted(pieces: Pieces, final: bool) -> list[bytes]:
+        batches.append(pieces.pos.size)
+        return deflate_pieces(pieces, final)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pngwrite, "_BATCH_RUNS", 2000)
+        patch.setattr(pngwrite, "deflate_pieces", counted)
         pngs = encode_bitmasks(runs, np.arange(runs.colors.size), 2100, 40)
     for i, png in enumerate(pngs):
         assert np.array_equal(strict_bitmask(png), labels == runs.colors[i])
+    # 42,000 runs of colour 1 in bands of two rows: every pass stays near 2000 runs.
+    assert len(batches) >= 20 and max(batches) <= 3 * (2000 + 1050)
 
 
 def test_empty_rows_inside_a_colour_cost_no_work() -> None:

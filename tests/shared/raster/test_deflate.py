@@ -81,3 +81,18 @@ def test_adler_terms_of_streams_too_long_for_exact_sums() -> None:
         for v, p0, n in zip(value, pos, count, strict=True)
     )
     assert (plain[0], weighted[0]) == (a % MOD_ADLER, b % MOD_ADLER)
+
+
+def test_adler_terms_where_exact_int64_sums_would_overflow() -> None:
+    """A piece of 2**24 bytes of 255 from 2**32 on: the sum of its bytes times their
+    offsets is past 2**63."""
+    size = (1 << 32) + (1 << 25)
+    p0, n, v = 1 << 32, 1 << 24, 255
+    one = np.array([0], dtype=np.int64)
+    pieces = Pieces(np.array([size]), one, one + p0, one + v, one + n)
+    plain, weighted = adler_terms(pieces)
+    # In Python's integers: the sum over the piece of (size - p), in closed form.
+    moment = v * (n * p0 + n * (n - 1) // 2)
+    assert moment > 2**63
+    b = v * n * size - moment
+    assert (plain[0], weighted[0]) == (v * n % MOD_ADLER, b % MOD_ADLER)

@@ -7,8 +7,8 @@ distance 1 (what zlib's own Z_RLE strategy writes), so the compressed stream fol
 from the runs alone: work in proportion to the runs, not the pixels, and many streams
 in one vectorised pass (the Python per stream is slicing out its bytes).
 
-Each stream is one fixed-Huffman block (RFC 1951 3.2.6), ended on a byte boundary as
-zlib's sync flush does, so it can sit between other deflate segments.  Its Adler-32
+Each stream is one fixed-Huffman block (RFC 1951 3.2.6), not final, ended on a byte
+boundary as zlib's sync flush does, so it can sit between other deflate segments.  Its Adler-32
 terms come from the runs as well (RFC 1950: A sums the bytes, B sums A after each byte).
 """
 
@@ -83,7 +83,7 @@ def _run_tables() -> tuple[IntArray, IntArray]:
 
 _RUN_CODE, _RUN_BITS = _run_tables()
 _END_BITS = 7  # end-of-block: symbol 256, code 0000000
-_FIXED, _FINAL = 0b010, 0b001  # block header bits, LSB first: BTYPE=01, BFINAL
+_FIXED = 0b010  # block header bits, LSB first: BFINAL=0, BTYPE=01
 _EMPTY_STORED = b"\x00\x00\xff\xff"  # LEN 0, NLEN: after its 3 header bits and padding
 
 
@@ -153,8 +153,8 @@ def _split(count: IntArray) -> tuple[IntArray, IntArray, IntArray]:
     return rest, full, long
 
 
-def deflate_pieces(pieces: Pieces, final: bool) -> list[bytes]:
-    """Raw deflate data of each stream: one fixed-Huffman block, final or else followed by
+def deflate_pieces(pieces: Pieces) -> list[bytes]:
+    """Raw deflate data of each stream: one fixed-Huffman block, not final, followed by
     an empty stored block so that it ends on a byte boundary (zlib's sync flush).
 
     A run of n equal bytes is a literal, then n - 1 bytes of distance-1 matches; those
@@ -199,7 +199,7 @@ def deflate_pieces(pieces: Pieces, final: bool) -> list[bytes]:
     gap_code *= zeros
     gap_bits *= zeros
     del zeros
-    gap_code[first] = (gap_code[first] << 3) | (_FIXED | (_FINAL if final else 0))
+    gap_code[first] = (gap_code[first] << 3) | _FIXED
     gap_bits[first] += 3
     # One code for the zeros and the piece, unless matches of 258 come between.
     code = run_code << gap_bits
@@ -211,9 +211,9 @@ def deflate_pieces(pieces: Pieces, final: bool) -> list[bytes]:
     bits[gap_long] += between
     after = run_full * _M258_BITS
     bits[run_long] += after
-    tail = _END_BITS + (0 if final else 3)
+    tail = _END_BITS + 3  # and the stored block's header (zeros)
     payload = np.add.reduceat(bits, first) + tail
-    bits[ends] += tail + (-payload) % 8 + (0 if final else 8 * len(_EMPTY_STORED))
+    bits[ends] += tail + (-payload) % 8 + 8 * len(_EMPTY_STORED)
     end = np.cumsum(bits)
     at = end - bits
     words = np.zeros(int(end[-1]) // 64 + 2, dtype=np.uint64)
@@ -228,9 +228,9 @@ def deflate_pieces(pieces: Pieces, final: bool) -> list[bytes]:
         _or_copies(words, at[run_long] + bits[run_long] - after, run_full)
     data = words.astype("<u8", copy=False).view(np.uint8)
     stream_end = end[ends] // 8
-    if not final:  # the stored block's LEN is zeros already; NLEN is its complement
-        data[stream_end - 2] = 0xFF
-        data[stream_end - 1] = 0xFF
+    # The stored block's LEN is zeros already; NLEN is its complement.
+    data[stream_end - 2] = 0xFF
+    data[stream_end - 1] = 0xFF
     flat = data.tobytes()
     bounds = [0, *stream_end.tolist()]
     return [flat[a:b] for a, b in pairwise(bounds)]

@@ -1,10 +1,12 @@
-"""PNG writers for the mask outputs, all through zlib (PERFORMANCE.md).
+"""PNG writers for the mask outputs.
 
-Index masks are written band by band, never held whole.  A per-colour mask is a full-size
-1-bit PNG, but its rows outside the colour's box are all zero.  Deflate segments for runs
-of zero rows are compressed once per row width (for power-of-two run lengths) and
-stitched; only the box's rows are compressed per colour.  The zlib checksum is extended
-arithmetically over the zero runs.
+Nothing is painted.  Index masks are written from the runs (`deflate.py`) when runs are
+long, else deflated by zlib band by band.  A per-colour mask is a full-size 1-bit PNG
+whose rows with the colour are written from its runs, all colours in one vectorised pass;
+its empty rows are zlib segments of zeros compressed once per row width (for power-of-two
+row counts) and stitched.  Checksums are extended arithmetically over the zero rows.
+`encode_gray` and `encode_bitmask` deflate ready pixels with zlib: the benchmark floor's
+writers and the round-trip tests'.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import numpy.typing as npt
 from shared.raster.deflate import MOD_ADLER, Pieces, adler_terms, continue_adler, deflate_pieces
 from shared.raster.runs import IntArray, RowRuns, Spans, ranges, row_bands
 
-_MOD_ADLER = 65521
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -66,7 +67,7 @@ def _zero_run(row_bytes: int, rows: int) -> bytes:
 def _adler_zeros(adler: int, count: int) -> int:
     """adler32 after `count` more zero bytes: A is unchanged, B grows by A per byte."""
     a, b = adler & 0xFFFF, adler >> 16
-    b = (b + (count % _MOD_ADLER) * a) % _MOD_ADLER
+    b = (b + (count % MOD_ADLER) * a) % MOD_ADLER
     return (b << 16) | a
 
 
@@ -222,7 +223,7 @@ def encode_index_masks(
             y1 = int(raster.row[b]) if b < raster.row.size else height
             band = Spans(raster.row[a:b], raster.x0[a:b], raster.x1[a:b])
             pieces = _index_pieces(band, values[a:b], y0, y1, row_bytes)
-            parts += deflate_pieces(pieces, final=False)
+            parts += deflate_pieces(pieces)
             (plain,), (weighted,) = adler_terms(pieces)
             adler = continue_adler(adler, (y1 - y0) * row_bytes, int(plain), int(weighted))
         parts += [_FINAL_EMPTY_BLOCK, struct.pack(">I", adler)]
@@ -309,7 +310,7 @@ def encode_bitmasks(runs: RowRuns, indices: IntArray, width: int, height: int) -
         pieces = _bitmask_pieces(
             runs.grouped, start[u0:u1], count[u0:u1], top[u0:u1], bottom[u0:u1], row_bytes
         )
-        segments += deflate_pieces(pieces, final=False)
+        segments += deflate_pieces(pieces)
         sums, moments = adler_terms(pieces)
         plain.append(sums)
         weighted.append(moments)

@@ -1,9 +1,9 @@
 """Colour masks -> per-region COCO, index masks, per-colour PNGs, legend.
 
 Everything comes from one decode and two run passes (runs.py): boxes, pixel counts, Euler
-numbers, index masks, outlines of one-run-per-row regions and every exact RLE.  What is
-left per colour is bounded to its box: tracing the other single-component regions and
-writing its 1-bit PNG.  No per-colour full-frame scan or copy.
+numbers, index masks, every colour's 1-bit PNG, outlines of one-run-per-row regions and
+every exact RLE.  What is left per colour is bounded to its box: tracing the other
+single-component regions.  No per-colour full-frame scan or copy.
 """
 
 from __future__ import annotations

@@ -227,9 +227,9 @@ def test_a_colour_of_many_runs_is_written_in_bands() -> None:
     runs = row_runs(labels)
     batches: list[int] = []  # pieces a vectorised pass
 
-    def counted(pieces: Pieces, final: bool) -> list[bytes]:
+    def counted(pieces: Pieces) -> list[bytes]:
         batches.append(pieces.pos.size)
-        return deflate_pieces(pieces, final)
+        return deflate_pieces(pieces)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pngwrite, "_BATCH_RUNS", 2000)
@@ -251,9 +251,9 @@ def test_empty_rows_inside_a_colour_cost_no_work() -> None:
     calls: list[int] = []
     real = deflate_pieces
 
-    def counted(pieces: Pieces, final: bool) -> list[bytes]:
+    def counted(pieces: Pieces) -> list[bytes]:
         calls.append(int(pieces.sizes.sum()))
-        return real(pieces, final)
+        return real(pieces)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pngwrite, "deflate_pieces", counted)

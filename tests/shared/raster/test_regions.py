@@ -12,6 +12,8 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from shared.app.pipeline import Outcome, SourceRef
@@ -23,7 +25,8 @@ from shared.gtstudio.legend import parse_legend
 from shared.io.fetch import Fetcher, FetchPolicy, UrlReader
 from shared.io.registry import CategoryRegistry
 from shared.io.storage import MemoryStore
-from shared.raster.regions import UNLABELED, decode_mask
+from shared.jsonio import dump_json
+from shared.raster.regions import UNLABELED, LegendRow, decode_mask, legend_json
 from tests.cocoutil import decode, load_coco
 from tests.httpserver import Answer, CountingServer
 from tests.masks import encode_png, legend_for, paint, palette
@@ -356,3 +359,48 @@ def test_without_files_the_coco_is_the_same_and_no_png_is_encoded(
                          Options(raster_segmentation=mode), Limits(), files=False)
     assert set(output.files) == {"coco.json"}
     assert output.coco == coco
+
+
+_LABELS = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
+_ROWS = st.lists(
+    st.tuples(
+        st.integers(0, 0xFFFFFF).map(lambda c: f"{c:06x}"),
+        _LABELS,
+        st.none() | st.integers(0, 10**6),
+        st.integers(1, 70000),
+        st.none() | st.integers(1, 65535),
+        st.integers(0, 10**8),
+    ),
+    max_size=8,
+)
+
+
+@given(
+    rows=_ROWS,
+    unknown=st.lists(
+        st.fixed_dictionaries({"color": st.just("#010203"), "pixels": st.integers(1, 99)}),
+        max_size=2,
+    ),
+)
+def test_legend_json_is_the_canonical_dump(rows: list[LegendRow], unknown: list[Any]) -> None:
+    """The hand-written legend.json is byte for byte what dump_json gives for its dict."""
+    rows = [(*r[:5], 0) if r[4] is None else r for r in rows]
+    doc = {
+        "width": 640,
+        "height": 480,
+        "entries": [
+            {
+                "color": f"#{hx}",
+                "label": label,
+                "instance": instance,
+                "category_id": category_id,
+                "annotation_id": annotation_id,
+                "pixels": pixels,
+                "mask": None if annotation_id is None else f"colors/{hx}.png",
+            }
+            for hx, label, instance, category_id, annotation_id, pixels in rows
+        ],
+        "unlabeled_pixels": 640 * 480 - sum(r[5] for r in rows),
+        "unknown_colors": unknown,
+    }
+    assert legend_json(640, 480, rows, unknown) == dump_json(doc)

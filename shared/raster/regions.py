@@ -1,9 +1,8 @@
 """Colour masks -> per-region COCO, index masks, per-colour PNGs, legend.
 
 Everything comes from one decode and two run passes (runs.py): boxes, pixel counts, Euler
-numbers, index masks, every colour's 1-bit PNG, outlines of one-run-per-row regions and
-every exact RLE.  What is left per colour is bounded to its box: tracing the other
-single-component regions.  No per-colour full-frame scan or copy.
+numbers, index masks, every colour's 1-bit PNG, every exact outline (outlines.py) and
+every exact RLE, for all colours at once.  No per-colour scan, copy or trace of pixels.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from shared.gtstudio.legend import LegendEntry
 from shared.gtstudio.records import Note
 from shared.jsonio import dump_json
 from shared.raster.imagesize import size_from_header
-from shared.raster.outlines import outline_polygons, traced_outlines
+from shared.raster.outlines import boundaries, outline_polygons
 from shared.raster.pngread import decode_png
 from shared.raster.pngwrite import encode_bitmasks, encode_index_pngs
 from shared.raster.runs import (
@@ -111,15 +110,6 @@ def decode_mask(data: bytes, max_pixels: int, pointer: str = "") -> Mask:
             np.bitwise_and(band, 0xFFFFFF, out=band)
         np.copyto(band, UNLABELED, where=seen)
     return Mask(packed)
-
-
-def outer_borders(box: npt.NDArray[np.uint8]) -> tuple[list[npt.NDArray[Any]], int]:
-    """Every border pixel of each component of a box, and the number of holes."""
-    contours, hierarchy = cv2.findContours(box, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    if hierarchy is None:
-        return [], 0
-    outer = [c for c, info in zip(contours, hierarchy[0], strict=True) if info[3] < 0]
-    return outer, len(contours) - len(outer)
 
 
 def polygon_iou(polygons: list[list[int]], exact: dict[str, Any]) -> tuple[float, int]:
@@ -222,13 +212,13 @@ def _add_regions(
     semantic_of[at] = [p.annotation["category_id"] for p in present]
     instance_of[at] = [p.annotation["id"] for p in present]
     shape = (height, width)
+    mode = options.raster_segmentation
+    plan = _plan_outlines(runs, regions, present, mode, width)
     index_pngs = pool.submit(
         lambda: encode_index_pngs(runs, [semantic_of, instance_of], shape) if files else [b"", b""]
     )
-    mode = options.raster_segmentation
-    plan = _plan_outlines(runs, regions, present, mode, width)
     _draw_from_runs(runs, plan)
-    _finish_outlines(plan, _trace_borders(mask, plan.to_trace), mode)
+    _trace(runs, plan, mode, width)
     exact_needed, ious, kinds = plan.exact_needed, plan.ious, plan.kinds
     wanted = np.array([p.entry.rgb for p, _ in exact_needed], dtype=np.uint32)
 
@@ -236,13 +226,14 @@ def _add_regions(
         return rle_strings(*columns.result(), wanted, mask.packed.size)
 
     # The RLE strings queue behind the index masks; if the helper has not reached them
-    # when the colour PNGs are done, this thread takes them back (1000 colours: 1.30x
-    # the floor against 1.38x computing them here).
+    # when the colour PNGs and the legend are done, this thread takes them back (at 1000
+    # colours the helper is still on the index masks then; queued, they cost no wait
+    # at fewer colours).
     rle_job = pool.submit(rles)
     color_pngs = _color_pngs(runs, present, width, height) if files else {}
+    legend, unknown = _legend(builder, entries, present, runs.colors, pixels, width, height)
     counts = rles() if rle_job.cancel() else rle_job.result()
     _finish_exact(exact_needed, counts, [height, width], ious, kinds)
-    legend, unknown = _legend(builder, entries, present, runs.colors, pixels, width, height)
     semantic_png, instances_png = index_pngs.result()
     out = {"masks/semantic.png": semantic_png, "masks/instances.png": instances_png}
     out.update(color_pngs)
@@ -375,8 +366,8 @@ def _plan_outlines(
 
     An outline is exact (IoU 1: pycocotools rasterises it to exactly the pixels, which
     the tests check): drawn from the runs when the region is one run per row
-    (`outline_polygons`), else traced inside its box when it is one component without
-    holes (`_trace_borders`).  Auto mode sends the regions whose components minus holes
+    (`outline_polygons`), else its boundary cycle when it is one component without holes
+    (`_trace`).  Auto mode sends the regions whose components minus holes
     is not 1 (known from the runs) straight to exact RLE; polygon mode traces every
     region and keeps the outlines of several components (holes filled) when their IoU
     with the pixels is >= 0.95 (`_finish_exact`).
@@ -406,40 +397,23 @@ def _draw_from_runs(runs: RowRuns, plan: _Outlines) -> None:
     plan.kinds["polygon"] += len(outlines)
 
 
-def _trace_borders(
-    mask: Mask, to_trace: list[_Present]
-) -> list[tuple[list[npt.NDArray[Any]], int]]:
-    """Each region's outer borders inside its box, and its number of holes."""
-    traced = []
-    for p in to_trace:
-        x0, y0, x1, y1 = p.box
-        box = mask.packed[y0:y1, x0:x1] == p.entry.rgb
-        traced.append(outer_borders(box.view(np.uint8)))
-    return traced
-
-
-def _finish_outlines(
-    plan: _Outlines, traced: list[tuple[list[npt.NDArray[Any]], int]], mode: str
-) -> None:
-    """Outlines of the traced regions of one component without holes (and in polygon mode
-    of every traced region, to check against the pixels); the rest to exact RLE."""
-    kept: list[tuple[_Present, int]] = []  # region, how many outlines (-1: exact)
-    borders: list[tuple[npt.NDArray[Any], int, int]] = []
-    for p, (outer, holes) in zip(plan.to_trace, traced, strict=True):
-        if mode == "polygon" or (len(outer) == 1 and holes == 0):
-            kept.append((p, len(outer) if holes or len(outer) > 1 else -1))
-            borders.extend((border, p.box[0], p.box[1]) for border in outer)
-        else:
-            plan.exact_needed.append((p, []))
-    drawn = iter(traced_outlines(borders))
-    for p, n in kept:
-        if n < 0:  # one component without holes: the outline is exact
-            p.annotation["segmentation"] = [next(drawn)]
-            p.annotation["area"] = p.pixels
+def _trace(runs: RowRuns, plan: _Outlines, mode: str, width: int) -> None:
+    """Outlines of the regions to trace, from their boundary cycles: exact for one
+    component without holes; in polygon mode, several components or holes filled are
+    kept to check against the pixels; the rest to exact RLE."""
+    found = boundaries(runs, np.array([p.index for p in plan.to_trace], dtype=np.intp), width)
+    at = 0
+    for p, outer, holes in zip(
+        plan.to_trace, found.outer.tolist(), found.holes.tolist(), strict=True
+    ):
+        polygons = found.polygons[at : at + outer]
+        at += outer
+        if outer == 1 and not holes:
+            p.annotation["segmentation"], p.annotation["area"] = polygons, p.pixels
             plan.ious.append(1.0)
             plan.kinds["polygon"] += 1
-        else:  # polygon mode, holes filled or several components: check against the pixels
-            plan.exact_needed.append((p, [next(drawn) for _ in range(n)]))
+        else:
+            plan.exact_needed.append((p, polygons if mode == "polygon" else []))
     plan.exact_needed.sort(key=lambda item: item[0].entry.rgb)
 
 

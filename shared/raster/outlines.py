@@ -76,6 +76,7 @@ class Boundaries:
 _EAST, _SOUTH, _WEST, _NORTH = 0, 1, 2, 3
 # Coverage changes of the line events by code (`boundaries`): -2, -1, +1, +2.
 _EVENT_DELTA = np.array([-2, -1, 1, 2], dtype=np.int64)
+_BATCH_RUNS = 1 << 13
 
 
 def boundaries(runs: RowRuns, indices: IntArray, width: int) -> Boundaries:
@@ -89,8 +90,27 @@ def boundaries(runs: RowRuns, indices: IntArray, width: int) -> Boundaries:
     it ends; where two diagonal pixels touch, the left turn keeps them in one cycle
     (8-connected regions, 4-connected holes, as `cv2.findContours` and `euler_numbers`
     count them).  Cycles are put in order by pointer doubling: log2(longest cycle)
-    vectorised steps, no walk edge by edge.
+    vectorised steps, no walk edge by edge.  Colours go in batches of about
+    _BATCH_RUNS runs: the temporaries (some 50 bytes an edge, up to 4 edges a run)
+    stay a few MB whatever the mask.
     """
+    bounds = np.r_[runs.bounds, runs.index.size]
+    per = bounds[indices + 1] - bounds[indices]
+    batch = (np.cumsum(per) - per) // _BATCH_RUNS
+    edges = [0, *(np.flatnonzero(batch[1:] != batch[:-1]) + 1).tolist(), indices.size]
+    found = [_boundaries(runs, indices[a:b], width) for a, b in pairwise(edges)]
+    if len(found) == 1:
+        return found[0]
+    return Boundaries(
+        [polygon for part in found for polygon in part.polygons],
+        np.concatenate([part.outer for part in found]),
+        np.concatenate([part.holes for part in found]),
+    )
+
+
+def _boundaries(runs: RowRuns, indices: IntArray, width: int) -> Boundaries:
+    """One batch of `boundaries`."""
+
     none = np.zeros(indices.size, dtype=np.intp)
     if not indices.size:
         return Boundaries([], none, none)
@@ -113,6 +133,7 @@ def boundaries(runs: RowRuns, indices: IntArray, width: int) -> Boundaries:
     events.sort(kind="stable")
     state = np.cumsum(_EVENT_DELTA[events & 3])
     at = events >> 2
+    del events
     x, line = at % across, at // across
     stretch = np.zeros_like(x)
     stretch[:-1] = x[1:] - x[:-1]
@@ -127,10 +148,14 @@ def boundaries(runs: RowRuns, indices: IntArray, width: int) -> Boundaries:
     direction = np.repeat(
         np.array([_EAST, _WEST, _NORTH, _SOUTH]), [top.size, bottom.size, row.size, row.size]
     )
+    del state, at, x, line, stretch, top, bottom, under, over, group
     start = start_line * across + start_x
+    end = end_line * across + end_x
+    del end_line, end_x
     order = np.argsort(start, kind="stable")
-    start, end = start[order], (end_line * across + end_x)[order]
+    start, end = start[order], end[order]
     start_x, start_line, direction = start_x[order], start_line[order], direction[order]
+    del order
     n = start.size
     succ = np.searchsorted(start, end)
     # Where two diagonal pixels touch, two edges leave the point: take the left turn.
@@ -138,6 +163,7 @@ def boundaries(runs: RowRuns, indices: IntArray, width: int) -> Boundaries:
     pinch = np.flatnonzero((start[second] == end) & (second > succ))
     left = (direction[pinch] + 3) % 4
     succ[pinch] += direction[succ[pinch]] != left
+    del start, end, second, pinch, left
     longest = int(np.bincount(start_line // lines).max())
     steps = max(1, (longest - 1).bit_length())
     first = np.arange(n)  # becomes the smallest edge index of each edge's cycle
@@ -157,6 +183,7 @@ def boundaries(runs: RowRuns, indices: IntArray, width: int) -> Boundaries:
     for _ in range(steps):
         to_end += to_end[jump]
         jump = jump[jump]
+    del jump, before, tails, succ
     cycle_of = np.empty(n, dtype=np.intp)
     cycle_of[heads] = np.arange(heads.size)
     cycle = cycle_of[first]
@@ -165,6 +192,7 @@ def boundaries(runs: RowRuns, indices: IntArray, width: int) -> Boundaries:
     walk = np.empty(n, dtype=np.intp)
     walk[offset[cycle] + size[cycle] - 1 - to_end] = np.arange(n)
     wx, wline, wdir = start_x[walk], start_line[walk], direction[walk]
+    del start_x, start_line, direction, first, cycle, cycle_of, to_end, walk
     wy = wline % lines
     previous = np.arange(-1, n - 1)
     previous[offset] = offset + size - 1

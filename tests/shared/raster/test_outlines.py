@@ -5,10 +5,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import numpy.typing as npt
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 
+from shared.raster import outlines
 from shared.raster.outlines import boundaries, outline_polygons
 from shared.raster.runs import region_summary, row_runs
 from tests.shared.raster.test_runs import Labels, label_images
@@ -41,13 +43,18 @@ def _filled(region: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
 
 
 @settings(max_examples=300)
-@given(label_images(max_side=40), st.booleans())
-def test_boundaries_count_like_opencv_and_outline_exactly(image: Labels, reverse: bool) -> None:
+@given(label_images(max_side=40), st.booleans(), st.sampled_from([1, 5, outlines._BATCH_RUNS]))
+def test_boundaries_count_like_opencv_and_outline_exactly(
+    image: Labels, reverse: bool, batch: int
+) -> None:
     """Outer cycles are the 8-connected components and the others the 4-connected holes,
-    as OpenCV counts them; the outer outlines rasterise to the region, holes filled."""
+    as OpenCV counts them; the outer outlines rasterise to the region, holes filled.
+    Whatever the batches of colours."""
     runs = row_runs(image)
     indices = np.arange(runs.colors.size)[:: -1 if reverse else 1]
-    found = boundaries(runs, indices, image.shape[1])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(outlines, "_BATCH_RUNS", batch)
+        found = boundaries(runs, indices, image.shape[1])
     at = 0
     for i, outer, holes in zip(indices, found.outer, found.holes, strict=True):
         region = image == runs.colors[i]

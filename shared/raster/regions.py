@@ -47,9 +47,17 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PASS_PIXELS = 1 << 17
 
 
+def color_key(rgb: int) -> int:
+    """The packed value of colour 0xRRGGBB, and back: its three bytes in reverse order."""
+    return ((rgb & 0xFF) << 16) | (rgb & 0xFF00) | (rgb >> 16)
+
+
 @dataclass
 class Mask:
-    """A decoded mask as packed 0xRRGGBB values (UNLABELED where alpha is 0)."""
+    """A decoded mask as packed values: each pixel's R, G, B bytes read as one
+    little-endian number, 0xBBGGRR (`color_key`), UNLABELED where alpha is 0.  That is
+    libspng's RGBA with the alpha byte masked off: the fast decoder's pixels need no
+    byte reordering (which cost 1.6 ms of 4.3 at 1920x1080)."""
 
     packed: npt.NDArray[np.uint32]
 
@@ -86,15 +94,15 @@ def decode_mask(data: bytes, max_pixels: int, pointer: str = "") -> Mask:
     if image.dtype == np.uint16:
         image = np.right_shift(image, 8).astype(np.uint8)
     if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGRA)
+        image, rgb_order = cv2.cvtColor(image, cv2.COLOR_GRAY2RGBA), True
     elif image.shape[2] == 2:  # grey + alpha
         grey, alpha = image[..., 0], image[..., 1]
-        image = cv2.merge([grey, grey, grey, alpha])
+        image, rgb_order = cv2.merge([grey, grey, grey, alpha]), True
     elif image.shape[2] == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGRA if rgb_order else cv2.COLOR_BGR2BGRA)
-        rgb_order = False
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA if rgb_order else cv2.COLOR_BGR2RGBA)
+        rgb_order = True
     image = np.ascontiguousarray(image)
-    # Little-endian BGRA bytes read as uint32 are 0xAARRGGBB: no per-channel arithmetic.
+    # Little-endian RGBA bytes read as uint32 are 0xAABBGGRR: no per-channel arithmetic.
     height, width = int(image.shape[0]), int(image.shape[1])
     packed = image.view(np.uint32).reshape(height, width)
     bands = row_bands(height, width, _PASS_PIXELS)
@@ -103,11 +111,11 @@ def decode_mask(data: bytes, max_pixels: int, pointer: str = "") -> Mask:
         band = packed[r0:r1]
         seen = transparent[: r1 - r0]
         np.less(band, 1 << 24, out=seen)  # alpha is the top byte in either order
-        if rgb_order:  # RGBA from libspng reads as 0xAABBGGRR: byte-swapped, 0xRRGGBBAA
+        if rgb_order:
+            np.bitwise_and(band, 0xFFFFFF, out=band)
+        else:  # OpenCV's BGRA reads as 0xAARRGGBB: byte-swapped, 0xBBGGRRAA
             band.byteswap(inplace=True)
             np.right_shift(band, 8, out=band)
-        else:
-            np.bitwise_and(band, 0xFFFFFF, out=band)
         np.copyto(band, UNLABELED, where=seen)
     return Mask(packed)
 
@@ -182,7 +190,7 @@ def _add_regions(
     pixels = regions.pixels.tolist()
     present: list[_Present] = []
     for entry in entries:
-        i = index_of.get(entry.rgb)
+        i = index_of.get(color_key(entry.rgb))
         if i is None:
             continue
         x0, y0, x1, y1 = boxes[i]
@@ -220,7 +228,7 @@ def _add_regions(
     _draw_from_runs(runs, plan)
     _trace(runs, plan, mode, width)
     exact_needed, ious, kinds = plan.exact_needed, plan.ious, plan.kinds
-    wanted = np.array([p.entry.rgb for p, _ in exact_needed], dtype=np.uint32)
+    wanted = np.array([color_key(p.entry.rgb) for p, _ in exact_needed], dtype=np.uint32)
 
     def rles() -> list[str]:
         return rle_strings(*columns.result(), wanted, mask.packed.size)
@@ -275,12 +283,15 @@ def _legend(
 ) -> tuple[bytes, list[dict[str, Any]]]:
     """legend.json's bytes (every legend colour, found or not, and the mask's colours
     not in the legend), and those unknown colours."""
-    legend_colors = {e.rgb for e in entries}
-    unknown: list[dict[str, Any]] = [
-        {"color": f"#{c:06x}", "pixels": pixels[i]}
-        for i, c in enumerate(colors.tolist())
-        if c not in legend_colors and c != UNLABELED
-    ]
+    legend_colors = {color_key(e.rgb) for e in entries}
+    unknown: list[dict[str, Any]] = sorted(
+        (
+            {"color": f"#{color_key(c):06x}", "pixels": pixels[i]}
+            for i, c in enumerate(colors.tolist())
+            if c not in legend_colors and c != UNLABELED
+        ),
+        key=lambda u: str(u["color"]),
+    )
     annotation_of = {p.entry.rgb: p for p in present}
     rows: list[LegendRow] = []
     for entry in entries:
@@ -414,7 +425,7 @@ def _trace(runs: RowRuns, plan: _Outlines, mode: str, width: int) -> None:
             plan.kinds["polygon"] += 1
         else:
             plan.exact_needed.append((p, polygons if mode == "polygon" else []))
-    plan.exact_needed.sort(key=lambda item: item[0].entry.rgb)
+    plan.exact_needed.sort(key=lambda item: color_key(item[0].entry.rgb))  # as rle_strings
 
 
 def _finish_exact(

@@ -26,7 +26,7 @@ from shared.io.fetch import Fetcher, FetchPolicy, UrlReader
 from shared.io.registry import CategoryRegistry
 from shared.io.storage import MemoryStore
 from shared.jsonio import dump_json
-from shared.raster.regions import UNLABELED, LegendRow, decode_mask, legend_json
+from shared.raster.regions import UNLABELED, LegendRow, color_key, decode_mask, legend_json
 from tests.cocoutil import decode, load_coco
 from tests.httpserver import Answer, CountingServer
 from tests.masks import encode_png, legend_for, paint, palette
@@ -62,8 +62,15 @@ def converted(request: pytest.FixtureRequest, rgba: np.ndarray) -> Converted:
     return request.param, out, json.loads(out.read("seg/a.json@/coco.json"))
 
 
+def rgb_values(packed: np.ndarray) -> np.ndarray:
+    """A decoded mask's values as 0xRRGGBB (UNLABELED kept): packed values hold a pixel's
+    bytes in reverse order."""
+    rgb = ((packed & 0xFF) << 16) | (packed & 0xFF00) | ((packed >> 16) & 0xFF)
+    return np.where(packed == UNLABELED, UNLABELED, rgb)
+
+
 def packed_of(rgba: np.ndarray) -> np.ndarray:
-    return decode_mask(encode_png(rgba), 10**9).packed
+    return rgb_values(decode_mask(encode_png(rgba), 10**9).packed)
 
 
 def png(out: MemoryStore, name: str) -> np.ndarray:
@@ -208,7 +215,7 @@ def test_auto_mode_emits_exact_polygons_for_one_component_without_holes() -> Non
     assert outcome.status == "converted", outcome.reason
     doc = json.loads(out.read("seg/a.json@/coco.json"))
     coco = load_coco(doc)
-    packed = decode_mask(png_data.tobytes(), 10**6).packed
+    packed = rgb_values(decode_mask(png_data.tobytes(), 10**6).packed)
     for ann in doc["annotations"]:
         color = int(ann["color"][1:], 16)
         what, kind = SHAPES[color]
@@ -258,7 +265,7 @@ def test_mask_modes_decode_to_the_same_colours(mode: str) -> None:
     grey = np.zeros((8, 8, 3), np.uint8)
     grey[:4] = 200
     grey[4:, :4] = 100
-    packed = decode_mask(_png_bytes(grey, mode), 10**6).packed
+    packed = rgb_values(decode_mask(_png_bytes(grey, mode), 10**6).packed)
     assert set(np.unique(packed).tolist()) == {0, 0x646464, 0xC8C8C8}
     assert (packed[:4] == 0xC8C8C8).all()
 
@@ -404,3 +411,10 @@ def test_legend_json_is_the_canonical_dump(rows: list[LegendRow], unknown: list[
         "unknown_colors": unknown,
     }
     assert legend_json(640, 480, rows, unknown) == dump_json(doc)
+
+
+@given(st.integers(0, 0xFFFFFF))
+def test_color_key_reverses_the_bytes_both_ways(rgb: int) -> None:
+    bgra = np.array([[[rgb & 0xFF, (rgb >> 8) & 0xFF, rgb >> 16, 255]]], dtype=np.uint8)
+    assert decode_mask(encode_png(bgra), 1).packed[0, 0] == color_key(rgb)
+    assert color_key(color_key(rgb)) == rgb

@@ -1,7 +1,9 @@
 """PNG writers for the mask outputs.
 
-Nothing is painted.  Index masks are written from the runs (`deflate.py`) when runs are
-long, else deflated by zlib band by band.  A per-colour mask is a full-size 1-bit PNG
+Nothing is painted.  Index masks are written band by band, each band an independent
+deflate segment (a job either thread may run), from the runs (`deflate.py`) when runs are
+long, else by zlib from the band's scanlines; segments and checksums are joined after.
+A per-colour mask is a full-size 1-bit PNG
 whose rows with the colour are written from its runs, all colours in one vectorised pass;
 its empty rows are zlib segments of zeros compressed once per row width (for power-of-two
 row counts) and stitched.  Checksums are extended arithmetically over the zero rows.
@@ -14,7 +16,9 @@ from __future__ import annotations
 import functools
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
 from itertools import pairwise
 from typing import Any
 
@@ -126,46 +130,6 @@ def encode_gray(image: npt.NDArray[np.unsignedinteger[Any]]) -> bytes:
     return _gray_png(scanlines(), width, height, depth)
 
 
-def encode_index_mask(
-    runs: RowRuns, values: npt.NDArray[np.unsignedinteger[Any]], shape: tuple[int, int]
-) -> bytes:
-    """What `encode_gray` writes for the image whose pixels are `values[colour index]`,
-    without painting that image.
-
-    SUB-filtered rows are zero except where a run starts, which holds the bytes of the
-    run's value minus the previous run's: each band's scanlines are those differences
-    scattered into zeros (a few thousand writes instead of a full-frame paint).
-    """
-    height, width = shape
-    depth = _gray_depth(values.dtype)
-    row_bytes = 1 + width * depth
-    raster = runs.raster
-    value = values.astype(f">u{depth}")[runs.index].view(np.uint8).reshape(-1, depth)
-    before = np.zeros_like(value)
-    before[1:] = value[:-1]
-    before[raster.x0 == 0] = 0  # a row's first pixel is stored as it is
-    delta = value - before
-    at = raster.row * row_bytes + 1 + depth * raster.x0
-    # 1 M pixels a band, not 4: the band's scanlines were the conversion's peak once the
-    # decode stopped leaving a freed buffer behind (measured: 2.73x -> 2.34x RGBA, 20 colours).
-    bands = row_bands(height, width, 1 << 20)
-    cuts = np.searchsorted(raster.row, [r0 for r0, _ in bands] + [height]).tolist()
-
-    def scanlines() -> Iterator[npt.NDArray[np.uint8]]:
-        buffer = np.zeros((bands[0][1] - bands[0][0]) * row_bytes, dtype=np.uint8)
-        buffer[::row_bytes] = _SUB
-        for (r0, r1), a, b in zip(bands, cuts[:-1], cuts[1:], strict=True):
-            lines = buffer[: (r1 - r0) * row_bytes]
-            starts = at[a:b] - r0 * row_bytes
-            for k in range(depth):
-                lines[starts + k] = delta[a:b, k]
-            yield lines
-            for k in range(depth):
-                lines[starts + k] = 0
-
-    return _gray_png(scanlines(), width, height, depth)
-
-
 # Runs turned into deflate data per batch: the temporaries (a few dozen 8-byte values
 # a run) stay within a few MB whatever the mask.  Measured at 1920x1080: 2^13 runs keep
 # the peak below the zlib writers' (2.71x the RGBA mask against 2.99x, 200 colours);
@@ -188,48 +152,148 @@ def encode_index_pngs(
     shape: tuple[int, int],
 ) -> list[bytes]:
     """The 8- or 16-bit greyscale PNG of the image whose pixels are `lut[colour index]`,
-    for each lut, by whichever writer is faster for this many runs."""
-    if runs.index.size * RUNS_WRITER_PIXELS_PER_RUN <= shape[0] * shape[1]:
-        return encode_index_masks(runs, luts, shape)
-    return [encode_index_mask(runs, lut, shape) for lut in luts]
+    for each lut: `index_pngs`' jobs run here, one after the other."""
+    pngs = index_pngs(runs, luts, shape)
+    return pngs.assemble([job() for job in pngs.jobs])
 
 
-def encode_index_masks(
+@dataclass(frozen=True)
+class Segment:
+    """Raw deflate data of some of an image's bytes (byte-aligned, not final), how many
+    bytes, and what they add to its Adler-32 (`adler_terms`)."""
+
+    data: bytes
+    size: int
+    plain: int
+    weighted: int
+
+
+@dataclass(frozen=True)
+class IndexPngs:
+    """Index masks to write: one job a band of rows of each mask, each independent of
+    the others (any thread, any order), and the joining of their segments."""
+
+    jobs: list[Callable[[], Segment]]  # mask after mask, bands top to bottom
+    depths: list[int]  # bytes a pixel, per mask
+    width: int
+    height: int
+
+    def assemble(self, segments: Sequence[Segment]) -> list[bytes]:
+        bands = len(segments) // max(len(self.depths), 1)
+        out = []
+        for k, depth in enumerate(self.depths):
+            parts, adler = [_ZLIB_HEADER], 1
+            for segment in segments[k * bands : (k + 1) * bands]:
+                parts.append(segment.data)
+                adler = continue_adler(adler, segment.size, segment.plain, segment.weighted)
+            parts += [_FINAL_EMPTY_BLOCK, struct.pack(">I", adler)]
+            idat = _chunk(b"IDAT", b"".join(parts))
+            out.append(b"".join((_header(self.width, self.height, 8 * depth), idat, _IEND)))
+        return out
+
+
+def index_pngs(
     runs: RowRuns,
     luts: Sequence[npt.NDArray[np.unsignedinteger[Any]]],
     shape: tuple[int, int],
-) -> list[bytes]:
-    """For each lut, what `encode_gray` writes for the image whose pixels are
-    `lut[colour index]` (the same pixels; other deflate bytes), written from the runs.
+) -> IndexPngs:
+    """For each lut, the PNG of the image whose pixels are `lut[colour index]` (what
+    `encode_gray` writes of that image: the same pixels, other deflate bytes), without
+    painting the image, as jobs of one band of rows each.
 
     Rows are SUB-filtered, so they are zero except where a run starts, which holds the
-    bytes of the run's value minus the previous run's (a row's first pixel as it is):
-    each band of rows is one deflate segment written from those bytes (`deflate.py`).
+    bytes of the run's value minus the previous run's (a row's first pixel as it is).
+    A band's deflate segment is written from those bytes (`deflate.py`) when runs are
+    long, else by zlib from its scanlines (those bytes scattered into zeros), whichever
+    is faster for this many runs; its Adler-32 terms come from the same bytes.  Bands
+    as jobs: the raster code's two threads share them (`regions.add_regions`).
     """
     height, width = shape
     raster = runs.raster
-    # Bands of whole rows, about _BATCH_RUNS runs each (a row's first run is at x 0).
-    at = np.searchsorted(raster.row, raster.row[_BATCH_RUNS::_BATCH_RUNS])
-    cuts = sorted({0, *at.tolist()})
-    bands = list(pairwise([*cuts, raster.row.size]))
-    out = []
-    for lut in luts:
-        depth = _gray_depth(lut.dtype)
-        row_bytes = 1 + width * depth
-        values = lut.astype(f">u{depth}")[runs.index].view(np.uint8).reshape(-1, depth)
-        parts, adler = [_ZLIB_HEADER], 1
-        for a, b in bands:
-            y0 = int(raster.row[a])
-            y1 = int(raster.row[b]) if b < raster.row.size else height
-            band = Spans(raster.row[a:b], raster.x0[a:b], raster.x1[a:b])
-            pieces = _index_pieces(band, values[a:b], y0, y1, row_bytes)
-            parts += deflate_pieces(pieces)
-            (plain,), (weighted,) = adler_terms(pieces)
-            adler = continue_adler(adler, (y1 - y0) * row_bytes, int(plain), int(weighted))
-        parts += [_FINAL_EMPTY_BLOCK, struct.pack(">I", adler)]
-        idat = _chunk(b"IDAT", b"".join(parts))
-        out.append(b"".join((_header(width, height, 8 * depth), idat, _IEND)))
-    return out
+    from_runs = runs.index.size * RUNS_WRITER_PIXELS_PER_RUN <= height * width
+    if from_runs:  # bands of whole rows, about _BATCH_RUNS runs each
+        at = np.searchsorted(raster.row, raster.row[_BATCH_RUNS::_BATCH_RUNS])
+        firsts = sorted({0, *at.tolist()})
+        rows = [int(raster.row[i]) for i in firsts]
+    else:
+        # 1 M pixels a band: a band's scanlines are the writer's peak (measured at 20
+        # colours: 2.34x the RGBA mask, against 2.73x with 4 M).
+        rows = [r0 for r0, _ in row_bands(height, width, 1 << 20)]
+        firsts = np.searchsorted(raster.row, rows).tolist()
+    write = _runs_segment if from_runs else _zlib_segment
+    bands = list(zip(pairwise([*rows, height]), pairwise([*firsts, raster.row.size]), strict=True))
+    jobs: list[Callable[[], Segment]] = [
+        partial(write, _Band(runs, lut, y0, y1, a, b, width))
+        for lut in luts
+        for (y0, y1), (a, b) in bands
+    ]
+    return IndexPngs(jobs, [_gray_depth(lut.dtype) for lut in luts], width, height)
+
+
+@dataclass(frozen=True)
+class _Band:
+    """Rows y0..y1 of the index mask of pixels `lut[colour index]`: runs a..b."""
+
+    runs: RowRuns
+    lut: npt.NDArray[np.unsignedinteger[Any]]
+    y0: int
+    y1: int
+    a: int
+    b: int
+    width: int
+
+    @property
+    def depth(self) -> int:
+        return _gray_depth(self.lut.dtype)
+
+    @property
+    def row_bytes(self) -> int:
+        return 1 + self.width * self.depth
+
+    @property
+    def size(self) -> int:
+        return (self.y1 - self.y0) * self.row_bytes
+
+    def values(self) -> npt.NDArray[np.uint8]:
+        """Each run's pixel value, big-endian bytes (runs by depth)."""
+        big_endian = self.lut.astype(f">u{self.depth}")
+        return big_endian[self.runs.index[self.a : self.b]].view(np.uint8).reshape(-1, self.depth)
+
+
+def _runs_segment(band: _Band) -> Segment:
+    raster = band.runs.raster
+    spans = Spans(*(side[band.a : band.b] for side in (raster.row, raster.x0, raster.x1)))
+    pieces = _index_pieces(spans, band.values(), band.y0, band.y1, band.row_bytes)
+    [data] = deflate_pieces(pieces)
+    (plain,), (weighted,) = adler_terms(pieces)
+    return Segment(data, band.size, int(plain), int(weighted))
+
+
+def _zlib_segment(band: _Band) -> Segment:
+    """The band's scanlines (run starts' bytes scattered into zeros) deflated by zlib;
+    the Adler-32 terms summed over those few bytes, not the band's megabytes."""
+    depth, row_bytes, rows = band.depth, band.row_bytes, band.y1 - band.y0
+    raster = band.runs.raster
+    value = band.values()
+    before = np.zeros_like(value)
+    before[1:] = value[:-1]
+    x0 = raster.x0[band.a : band.b]
+    before[x0 == 0] = 0  # a row's first pixel is stored as it is
+    delta = value - before
+    at = (raster.row[band.a : band.b] - band.y0) * row_bytes + 1 + depth * x0
+    lines = np.zeros(band.size, dtype=np.uint8)
+    lines[::row_bytes] = _SUB
+    # Exact in int64: a band is at most a few rows of 1 M pixels.
+    total = rows * _SUB
+    moment = _SUB * row_bytes * rows * (rows - 1) // 2
+    for k in range(depth):
+        lines[at + k] = delta[:, k]
+        byte = delta[:, k].astype(np.int64)
+        total += int(byte.sum())
+        moment += int(byte @ (at + k))
+    plain = total % MOD_ADLER
+    weighted = (band.size % MOD_ADLER * plain - moment) % MOD_ADLER
+    return Segment(_raw_segment(lines.data, 1, zlib.Z_RLE), band.size, plain, weighted)
 
 
 def _index_pieces(

@@ -7,7 +7,7 @@ every exact RLE, for all colours at once.  No per-colour scan, copy or trace of 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from json.encoder import encode_basestring
@@ -27,7 +27,7 @@ from shared.jsonio import dump_json
 from shared.raster.imagesize import size_from_header
 from shared.raster.outlines import boundaries, outline_polygons
 from shared.raster.pngread import decode_png
-from shared.raster.pngwrite import encode_bitmasks, encode_index_pngs
+from shared.raster.pngwrite import Segment, encode_bitmasks, index_pngs
 from shared.raster.runs import (
     IntArray,
     Regions,
@@ -222,9 +222,8 @@ def _add_regions(
     shape = (height, width)
     mode = options.raster_segmentation
     plan = _plan_outlines(runs, regions, present, mode, width)
-    index_pngs = pool.submit(
-        lambda: encode_index_pngs(runs, [semantic_of, instance_of], shape) if files else [b"", b""]
-    )
+    index = index_pngs(runs, [semantic_of, instance_of] if files else [], shape)
+    bands = [(pool.submit(job), job) for job in index.jobs]
     _draw_from_runs(runs, plan)
     _trace(runs, plan, mode, width)
     exact_needed, ious, kinds = plan.exact_needed, plan.ious, plan.kinds
@@ -233,16 +232,18 @@ def _add_regions(
     def rles() -> list[str]:
         return rle_strings(*columns.result(), wanted, mask.packed.size)
 
-    # The RLE strings queue behind the index masks; if the helper has not reached them
-    # when the colour PNGs and the legend are done, this thread takes them back (at 1000
-    # colours the helper is still on the index masks then; queued, they cost no wait
-    # at fewer colours).
+    # The helper works through its queue from the front (index mask bands, then the RLE
+    # strings); once the colour PNGs and the legend are done, this thread takes back
+    # from the end what the helper has not started.  When the second core is slow
+    # (these VMs' other tenants: two threads of zlib ran 1.5x, not 2x, as fast as one),
+    # nothing waits on it.
     rle_job = pool.submit(rles)
     color_pngs = _color_pngs(runs, present, width, height) if files else {}
     legend, unknown = _legend(builder, entries, present, runs.colors, pixels, width, height)
     counts = rles() if rle_job.cancel() else rle_job.result()
     _finish_exact(exact_needed, counts, [height, width], ious, kinds)
-    semantic_png, instances_png = index_pngs.result()
+    segments = _taken_back(bands)  # none without files
+    semantic_png, instances_png = index.assemble(segments) if files else (b"", b"")
     out = {"masks/semantic.png": semantic_png, "masks/instances.png": instances_png}
     out.update(color_pngs)
     builder.counts["raster_regions"] += len(present)
@@ -270,6 +271,18 @@ def _add_regions(
         "polygon_iou_mean": round(sum(ious) / len(ious), 4) if ious else None,
     }
     return RasterResult(out if files else {}, stats)
+
+
+def _taken_back(jobs: list[tuple[Future[Segment], Callable[[], Segment]]]) -> list[Segment]:
+    """Each job's result: those the helper has not started (the last ones, as it takes
+    them in order) run here, last first; then the rest are waited for."""
+    done: dict[int, Segment] = {}
+    for i in range(len(jobs) - 1, -1, -1):
+        future, job = jobs[i]
+        if not future.cancel():
+            break
+        done[i] = job()
+    return [done[i] if i in done else future.result() for i, (future, _) in enumerate(jobs)]
 
 
 def _legend(

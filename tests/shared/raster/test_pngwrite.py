@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -23,8 +24,8 @@ from shared.raster.pngwrite import (
     encode_bitmask,
     encode_bitmasks,
     encode_gray,
-    encode_index_mask,
     encode_index_pngs,
+    index_pngs,
 )
 from shared.raster.runs import row_bands, row_runs
 
@@ -120,35 +121,26 @@ def _labels(rng: np.random.Generator, height: int, width: int, stretch: int) -> 
 BATCHES = st.sampled_from([1, 3, 7, pngwrite._BATCH_RUNS])
 
 
-@given(st.integers(1, 40), st.integers(1, 30), st.sampled_from([np.uint8, np.uint16]),
-       st.data())
-def test_index_mask_from_runs_is_the_painted_images_png(width: int, height: int,
-                                                        dtype: type[np.unsignedinteger],
-                                                        data: st.DataObject) -> None:
-    seed = data.draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 5, (height, (width + 3) // 4)).astype(np.uint32)
-    labels = np.ascontiguousarray(np.repeat(small, 4, axis=1)[:, :width])
-    runs = row_runs(labels)
-    lut = rng.integers(0, np.iinfo(dtype).max + 1, runs.colors.size).astype(dtype)
-    painted = lut[np.searchsorted(runs.colors, labels)]
-    png = encode_index_mask(runs, lut, labels.shape)
-    assert png == encode_gray(painted)
-    assert np.array_equal(strict_gray(png), painted)
-
-
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_index_mask_of_a_frame_wider_than_a_band(dtype: type[np.unsignedinteger]) -> None:
-    width = (1 << 22) // 3 + 5  # bands of 2 rows
+@pytest.mark.parametrize("per_run", [0, 10**9], ids=["from-runs", "zlib"])
+def test_index_mask_bands_join_in_any_order(dtype: type[np.unsignedinteger], per_run: int,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bands of two rows (zlib: 1 M pixels a band; from the runs: 3 bands), each one
+    job, made in any order as two threads would: the joined PNGs are the painted image."""
+    width = (1 << 20) // 3 + 5  # zlib bands of 2 rows
     small = np.random.default_rng(2).integers(0, 9, (5, width // 64 + 1)).astype(np.uint32)
     labels = np.ascontiguousarray(np.repeat(small, 64, axis=1)[:, :width])
-    assert len(row_bands(*labels.shape)) == 3
+    assert len(row_bands(labels.shape[0], labels.shape[1], 1 << 20)) == 3
     runs = row_runs(labels)
     lut = (np.arange(runs.colors.size) * 7919 + 3).astype(dtype)
+    monkeypatch.setattr(pngwrite, "RUNS_WRITER_PIXELS_PER_RUN", per_run)
+    monkeypatch.setattr(pngwrite, "_BATCH_RUNS", 2 * runs.index.size // 5)
+    pngs = index_pngs(runs, [lut, lut], labels.shape)
+    assert len(pngs.jobs) == 6  # 3 bands of each mask
     painted = lut[np.searchsorted(runs.colors, labels)]
-    png = encode_index_mask(runs, lut, labels.shape)
-    assert png == encode_gray(painted)
-    assert np.array_equal(strict_gray(png), painted)
+    segments = [job() for job in pngs.jobs[::-1]][::-1]
+    for png in pngs.assemble(segments):
+        assert np.array_equal(strict_gray(png), painted)
 
 
 @settings(max_examples=150)
@@ -176,25 +168,15 @@ def test_index_masks_by_either_writer_are_the_painted_images(
             assert np.array_equal(np.asarray(decoded).astype(lut.dtype), painted)
 
 
-def test_index_masks_take_the_writer_for_their_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_index_masks_take_the_writer_for_their_runs() -> None:
     few = row_runs(np.zeros((200, 300), dtype=np.uint32))  # 200 runs, 300 pixels each
     many = row_runs(np.arange(200 * 300, dtype=np.uint32).reshape(200, 300))
-    lut = np.zeros(1, dtype=np.uint8)
-    used: list[str] = []
-
-    def runs_writer(*args: object) -> list[bytes]:
-        used.append("runs")
-        return []
-
-    def zlib_writer(*args: object) -> bytes:
-        used.append("zlib")
-        return b""
-
-    monkeypatch.setattr(pngwrite, "encode_index_masks", runs_writer)
-    monkeypatch.setattr(pngwrite, "encode_index_mask", zlib_writer)
-    encode_index_pngs(few, [lut], (200, 300))
-    encode_index_pngs(many, [np.zeros(many.colors.size, dtype=np.uint8)], (200, 300))
-    assert used == ["runs", "zlib"]
+    writers = []
+    for runs in (few, many):
+        jobs = index_pngs(runs, [np.zeros(runs.colors.size, np.uint8)], (200, 300)).jobs
+        assert all(isinstance(job, partial) for job in jobs)
+        writers.append({job.func for job in jobs if isinstance(job, partial)})
+    assert writers == [{pngwrite._runs_segment}, {pngwrite._zlib_segment}]
 
 
 @settings(max_examples=150)

@@ -350,7 +350,7 @@ def test_without_files_the_coco_is_the_same_and_no_png_is_encoded(
     """HTTP `/convert` answers with the COCO alone: it must not pay for the mask files."""
     from shared.app.convert import Inputs, convert_job
     from shared.gtstudio.jobs import parse_job
-    from shared.raster import regions
+    from shared.raster import pngwrite, regions
 
     mode, _, coco = converted
     legend = legend_for(COLORS) | {f"#{ABSENT:06x}": "car # 999"}
@@ -360,7 +360,8 @@ def test_without_files_the_coco_is_the_same_and_no_png_is_encoded(
     def refuse(*args: Any, **kwargs: Any) -> bytes:
         raise AssertionError("a PNG was encoded")
 
-    monkeypatch.setattr(regions, "encode_index_pngs", refuse)
+    monkeypatch.setattr(pngwrite, "_zlib_segment", refuse)
+    monkeypatch.setattr(pngwrite, "_runs_segment", refuse)
     monkeypatch.setattr(regions, "encode_bitmasks", refuse)
     output = convert_job(job, "seg/a", Inputs(mask=encode_png(rgba), ids=ids),
                          Options(raster_segmentation=mode), Limits(), files=False)

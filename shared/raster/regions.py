@@ -227,7 +227,7 @@ def _add_regions(
     _draw_from_runs(runs, plan)
     _trace(runs, plan, mode, width)
     exact_needed, ious, kinds = plan.exact_needed, plan.ious, plan.kinds
-    wanted = np.array([color_key(p.entry.rgb) for p, _ in exact_needed], dtype=np.uint32)
+    wanted = runs.colors[np.array([p.index for p, _ in exact_needed], dtype=np.intp)]
 
     def rles() -> list[str]:
         return rle_strings(*columns.result(), wanted, mask.packed.size)
@@ -296,12 +296,12 @@ def _legend(
 ) -> tuple[bytes, list[dict[str, Any]]]:
     """legend.json's bytes (every legend colour, found or not, and the mask's colours
     not in the legend), and those unknown colours."""
-    legend_colors = {color_key(e.rgb) for e in entries}
+    in_legend = {p.index for p in present}  # the mask's colours in the legend
     unknown: list[dict[str, Any]] = sorted(
         (
             {"color": f"#{color_key(c):06x}", "pixels": pixels[i]}
             for i, c in enumerate(colors.tolist())
-            if c not in legend_colors and c != UNLABELED
+            if i not in in_legend and c != UNLABELED
         ),
         key=lambda u: str(u["color"]),
     )
@@ -438,7 +438,7 @@ def _trace(runs: RowRuns, plan: _Outlines, mode: str, width: int) -> None:
             plan.kinds["polygon"] += 1
         else:
             plan.exact_needed.append((p, polygons if mode == "polygon" else []))
-    plan.exact_needed.sort(key=lambda item: color_key(item[0].entry.rgb))  # as rle_strings
+    plan.exact_needed.sort(key=lambda item: item[0].index)  # colour order, as rle_strings
 
 
 def _finish_exact(
